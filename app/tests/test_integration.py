@@ -1,0 +1,105 @@
+"""Integration tests: real redis-server, real celery worker/beat subprocesses, shared DB file."""
+
+import json
+import socket
+import time
+import uuid
+
+import pytest
+from django.core.management import call_command
+
+from demo import tasks
+from demo.models import Heartbeat, SlowTaskCompletion
+from tests.conftest import manage, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _closed_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def test_add_task_goes_through_broker_and_returns_result(celery_worker):
+    assert tasks.add.apply_async(args=(2, 3)).get(timeout=20) == 5
+
+
+def test_whoami_runs_in_a_worker_process(celery_worker):
+    result = tasks.whoami.apply_async().get(timeout=20)
+    assert result["hostname"] == socket.gethostname()
+    assert result["pid"] != celery_worker["process"].pid  # a prefork child, not the test
+
+
+def test_run_task_command_prints_result_and_exits_zero(celery_worker):
+    proc = manage("run_task", "demo.tasks.add", "2", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "5"
+
+
+def test_run_task_command_exits_nonzero_with_message_on_timeout(celery_worker):
+    started = time.monotonic()
+    proc = manage(
+        "run_task", "demo.tasks.add", "2", "3", "--queue", "nobody-consumes", "--timeout", "2"
+    )
+    assert proc.returncode != 0
+    assert "no result for demo.tasks.add (task id " in proc.stderr
+    assert "within 2s: is a worker running and consuming queue 'nobody-consumes'?" in proc.stderr
+    assert proc.stdout == ""
+    assert time.monotonic() - started < 30
+
+
+def test_run_task_command_reports_task_failure(celery_worker):
+    proc = manage("run_task", "demo.tasks.add", "1", '"a"')
+    assert proc.returncode != 0
+    assert "failed: TypeError" in proc.stderr
+
+
+def test_beat_heartbeat_lands_in_database(celery_worker, celery_beat, settings):
+    settings.CELERY_HEARTBEAT_INTERVAL = 2
+    call_command("setup_periodic_tasks")
+    proc, log = celery_beat()
+
+    def count():
+        assert proc.poll() is None, log.read_text(errors="replace")
+        beat = Heartbeat.objects.filter(name="beat").first()
+        return beat.count if beat else 0
+
+    first = wait_for(lambda: count() >= 1, timeout=30, what="a first heartbeat") and count()
+    wait_for(lambda: count() > first, timeout=30, what="the heartbeat count to increase")
+    status = json.loads(manage("heartbeat_status").stdout)
+    assert status["count"] > first and status["age_seconds"] < 30
+
+
+def test_health_returns_200_when_everything_is_healthy(celery_worker, client):
+    tasks.heartbeat.apply_async().get(timeout=20)  # a fresh heartbeat via broker and worker
+    response = client.get("/health/")
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["status"] == "ok" and body["failed"] == []
+    assert any(name.startswith("test@") for name in body["checks"]["workers"]["answered"])
+    assert body["checks"]["heartbeat"]["age_seconds"] is not None
+
+
+def test_health_returns_503_naming_broker_when_broker_is_down(celery_worker, client, settings):
+    tasks.heartbeat.apply_async().get(timeout=20)
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{_closed_loopback_port()}/0"
+    started = time.monotonic()
+    response = client.get("/health/")
+    elapsed = time.monotonic() - started
+    body = response.json()
+    assert response.status_code == 503
+    assert body["status"] == "fail"
+    assert body["failed"] == ["broker", "workers"]
+    assert "refused" in body["checks"]["broker"]["error"].lower()
+    assert elapsed < 5
+
+
+def test_slow_task_completion_is_recorded_once(celery_worker):
+    task_id = f"it-{uuid.uuid4().hex}"
+    result = tasks.slow.apply_async(args=(task_id, 0.5)).get(timeout=30)
+    assert result["task_id"] == task_id and result["runs"] == 1
+    row = SlowTaskCompletion.objects.get(task_id=task_id)
+    assert row.runs == 1 and row.hostname == socket.gethostname()
+    report = json.loads(manage("slow_task_report", "--prefix", task_id).stdout)
+    assert report == {"completed": 1, "duplicated": 0, "ids": [task_id]}
