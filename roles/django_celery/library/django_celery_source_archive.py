@@ -41,8 +41,9 @@ def excluded(relpath: str, patterns: list[str]) -> bool:
 def build(src: str, patterns: list[str]) -> tuple[bytes, int]:
     members = []
     for root, dirs, files in os.walk(src):
-        dirs[:] = [d for d in dirs if not excluded(os.path.relpath(os.path.join(root, d), src),
-                                                  patterns)]
+        dirs[:] = [
+            d for d in dirs if not excluded(os.path.relpath(os.path.join(root, d), src), patterns)
+        ]
         for name in files:
             path = os.path.join(root, name)
             rel = os.path.relpath(path, src)
@@ -71,8 +72,10 @@ def main() -> None:
     )
     src, dest = module.params["src"], module.params["dest"]
     if not os.path.isdir(src):
-        module.fail_json(msg=f"{src} is not a directory: set django_celery_source_path to the "
-                         "project directory (the one holding manage.py)")
+        module.fail_json(
+            msg=f"{src} is not a directory: set django_celery_source_path to the "
+            "project directory (the one holding manage.py)"
+        )
     data, count = build(src, module.params["exclude"])
     digest = hashlib.sha256(data).hexdigest()
     old = None

@@ -1,0 +1,53 @@
+"""RabbitMQ as the broker: running, no guest, the app confined to its vhost, loopback only."""
+
+VENV_PYTHON = "/srv/djangoapp/current/venv/bin/python"
+RABBIT = "rabbitmq-server.service"
+
+
+def connect(host, url: str):
+    code = (
+        f"import kombu; kombu.Connection({url!r}, connect_timeout=5)"
+        ".ensure_connection(max_retries=1)"
+    )
+    return host.run(f'{VENV_PYTHON} -c "{code}"')
+
+
+def test_rabbitmq_is_active_and_enabled(host):
+    assert host.service(RABBIT).is_running and host.service(RABBIT).is_enabled
+
+
+def test_rabbitmq_has_no_guest_user(host):
+    users = host.check_output("rabbitmqctl --quiet list_users")
+    assert "guest" not in users.split() and "djangoapp" in users.split()
+
+
+def test_rabbitmq_refuses_the_guest_login(host):
+    result = connect(host, "amqp://guest:guest@127.0.0.1:5672//")
+    assert result.rc != 0 and "ACCESS_REFUSED" in result.stderr
+
+
+def test_rabbitmq_refuses_a_wrong_password(host):
+    result = connect(host, "amqp://djangoapp:wrong-password@127.0.0.1:5672/djangoapp")
+    assert result.rc != 0 and "ACCESS_REFUSED" in result.stderr
+
+
+def test_app_user_has_rights_on_its_vhost_only(host):
+    perms = host.check_output("rabbitmqctl --quiet list_user_permissions djangoapp")
+    vhosts = [line.split()[0] for line in perms.splitlines()[1:] if line.strip()]
+    assert vhosts == ["djangoapp"]
+
+
+def test_rabbitmq_listens_for_amqp_on_loopback_only(host):
+    amqp = [s for s in host.socket.get_listening_sockets() if s.endswith(":5672")]
+    assert amqp and all(s.startswith(("tcp://127.", "tcp://::1")) for s in amqp), amqp
+
+
+def test_rabbitmq_consumer_timeout_exceeds_the_hard_time_limit(host, settings):
+    out = host.check_output("rabbitmqctl eval 'application:get_env(rabbit, consumer_timeout).'")
+    timeout_ms = int(out.strip().strip("{}").split(",")[1])
+    assert timeout_ms > settings["django_celery_task_time_limit"] * 1000
+
+
+def test_code_was_deployed_from_the_git_repository(host):
+    head = host.check_output("git -C /srv/djangoapp/current/src rev-parse HEAD")
+    assert head == host.check_output("git -C /opt/app-repo rev-parse main")

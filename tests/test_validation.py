@@ -1,0 +1,129 @@
+"""Bad input stops the role before anything on a host changes, with a message saying what to fix.
+
+Each case runs the role against hosts that cannot be reached (facts are not gathered): the
+play must fail in validation, change nothing and never try to reach the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOK = ROOT / "tests" / "validation" / "playbook.yml"
+
+CASES = {
+    "unknown_broker": (
+        {"django_celery_broker": "kafka"},
+        r"django_celery_broker.*must be one of: redis, rabbitmq, external.*kafka",
+    ),
+    "concurrency_zero": (
+        {"django_celery_worker_pools": [{"name": "default", "concurrency": 0}]},
+        r"django_celery_worker_pools is invalid.*concurrency must be 1 or more "
+        r"\(pools with less: default\)",
+    ),
+    "visibility_timeout_below_hard_time_limit": (
+        {"django_celery_visibility_timeout": 300, "django_celery_task_time_limit": 360},
+        r"django_celery_visibility_timeout \(300 s\) must be greater than "
+        r"django_celery_task_time_limit \(360 s\)",
+    ),
+    "duplicate_pool_names": (
+        {"django_celery_worker_pools": [{"name": "io"}, {"name": "cpu"}, {"name": "io"}]},
+        r"django_celery_worker_pools is invalid.*pool names must be unique\s+\(duplicates: io\)",
+    ),
+    "soft_time_limit_not_below_hard": (
+        {"django_celery_task_soft_time_limit": 400, "django_celery_task_time_limit": 360},
+        r"django_celery_task_soft_time_limit \(400\) must be lower than "
+        r"django_celery_task_time_limit \(360\)",
+    ),
+    "non_loopback_broker_without_password": (
+        {"django_celery_broker": "external", "django_celery_broker_url": "redis://10.9.8.7:6379/0"},
+        r"django_celery_broker_url must be .* a broker that is\s+not on loopback needs credentials",
+    ),
+    "rabbitmq_consumer_timeout_below_hard_time_limit": (
+        {"django_celery_broker": "rabbitmq", "django_celery_rabbitmq_consumer_timeout_ms": 60000},
+        r"django_celery_rabbitmq_consumer_timeout_ms \(60000 ms\) must be\s+greater than "
+        r"django_celery_task_time_limit",
+    ),
+    "pool_concurrency_not_a_number": (
+        {"django_celery_worker_pools": [{"name": "default", "concurrency": "many"}]},
+        r"argument 'concurrency' is of type str found in 'django_celery_worker_pools'",
+    ),
+}
+
+
+def run_role(tmp_path: Path, extra_vars: dict, hosts: dict) -> subprocess.CompletedProcess:
+    inventory = {"all": {"hosts": hosts}}
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
+    env = dict(
+        os.environ,
+        ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_HOST_KEY_CHECKING="False",
+        ANSIBLE_RETRY_FILES_ENABLED="False",
+    )
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(tmp_path / "inventory.json"),
+            str(PLAYBOOK),
+            "-e",
+            f"@{tmp_path / 'vars.json'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def unreachable_host(beat: bool = True) -> dict:
+    # Port 9 on loopback (discard): nothing answers, so a task that reaches for the host fails
+    # as unreachable, which the assertions below would catch.
+    return {
+        "ansible_host": "127.0.0.1",
+        "ansible_port": 9,
+        "ansible_connection": "ssh",
+        "django_celery_beat_enabled": beat,
+    }
+
+
+def assert_failed_in_validation(result: subprocess.CompletedProcess, message: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-2000:]
+    assert re.search(message, output, re.S), output[-3000:]
+    recaps = re.findall(r"ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", output)
+    assert recaps, output[-2000:]
+    assert all(changed == "0" and unreachable == "0" for changed, unreachable, _ in recaps), output[
+        -2000:
+    ]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_invalid_variables_fail_before_any_change_naming_the_variable(tmp_path, case):
+    extra_vars, message = CASES[case]
+    result = run_role(tmp_path, extra_vars, {"target": unreachable_host()})
+    assert_failed_in_validation(result, message)
+
+
+def test_two_beat_hosts_fail_before_any_change_naming_both(tmp_path):
+    result = run_role(tmp_path, {}, {"web1": unreachable_host(), "web2": unreachable_host()})
+    assert_failed_in_validation(
+        result, r"django_celery_beat_enabled is true on 2 hosts \(web1, web2\)"
+    )
+
+
+def test_valid_variables_pass_validation_and_then_reach_for_the_host(tmp_path):
+    """The control case: with good input, the same play gets past validation to the host."""
+    result = run_role(tmp_path, {}, {"target": unreachable_host()})
+    output = result.stdout + result.stderr
+    assert "Check the number of releases kept" in output
+    assert re.search(r"unreachable=1", output), output[-2000:]
