@@ -1,5 +1,5 @@
 #!/usr/bin/python
-"""Pack a project directory into a reproducible tar.gz (run on the controller)."""
+"""Pack a directory into a reproducible tar.gz (run on the controller)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import tarfile
 from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
-module: django_celery_source_archive
-short_description: Pack a project directory into a reproducible tar.gz
+module: django_celery_pack
+short_description: Pack a directory into a reproducible tar.gz
 description:
   - Packs the regular files below I(src) into I(dest), sorted by name, owned by root, with gzip's
     timestamp left out, so the same tree always gives the same bytes and copying the archive to a
