@@ -48,12 +48,16 @@ def readme_table(text: str) -> str:
     return text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
 
 
+def main_write() -> None:
+    text = README.read_text()
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    README.write_text(f"{head}{BEGIN}\n{table()}\n{END}{tail}")
+
+
 def main() -> int:
     if "--write" in sys.argv:
-        text = README.read_text()
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        README.write_text(f"{head}{BEGIN}\n{table()}\n{END}{tail}")
+        main_write()
     else:
         print(table())
     return 0

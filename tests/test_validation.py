@@ -57,8 +57,18 @@ CASES = {
 }
 
 
-def run_role(tmp_path: Path, extra_vars: dict, hosts: dict) -> subprocess.CompletedProcess:
-    inventory = {"all": {"hosts": hosts}}
+def run_role(
+    tmp_path: Path, extra_vars: dict, hosts: dict, groups: dict | None = None
+) -> subprocess.CompletedProcess:
+    inventory = {
+        "all": {
+            "hosts": hosts,
+            "children": {
+                name: {"hosts": {host: {} for host in members}}
+                for name, members in (groups or {}).items()
+            },
+        }
+    }
     (tmp_path / "inventory.json").write_text(json.dumps(inventory))
     (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
     env = dict(
@@ -85,14 +95,14 @@ def run_role(tmp_path: Path, extra_vars: dict, hosts: dict) -> subprocess.Comple
     )
 
 
-def unreachable_host(beat: bool = True) -> dict:
+def unreachable_host(**host_vars) -> dict:
     # Port 9 on loopback (discard): nothing answers, so a task that reaches for the host fails
     # as unreachable, which the assertions below would catch.
     return {
         "ansible_host": "127.0.0.1",
         "ansible_port": 9,
         "ansible_connection": "ssh",
-        "django_celery_beat_enabled": beat,
+        **host_vars,
     }
 
 
@@ -114,11 +124,35 @@ def test_invalid_variables_fail_before_any_change_naming_the_variable(tmp_path, 
     assert_failed_in_validation(result, message)
 
 
-def test_two_beat_hosts_fail_before_any_change_naming_both(tmp_path):
+def test_two_beat_hosts_in_one_play_fail_before_any_change_naming_both(tmp_path):
     result = run_role(tmp_path, {}, {"web1": unreachable_host(), "web2": unreachable_host()})
     assert_failed_in_validation(
-        result, r"django_celery_beat_enabled is true on 2 hosts \(web1, web2\)"
+        result, r"2 hosts would run Celery beat \(web1, web2\).*django_celery_beat_enabled"
     )
+
+
+def test_two_hosts_in_the_beat_group_fail_before_any_change(tmp_path):
+    hosts = {name: unreachable_host() for name in ("w1", "w2", "web")}
+    groups = {
+        "django_celery_workers": ["w1", "w2"],
+        "django_celery_web": ["web"],
+        "django_celery_beat": ["w1", "w2"],
+    }
+    result = run_role(tmp_path, {}, hosts, groups)
+    assert_failed_in_validation(
+        result, r"2 hosts would run Celery beat \(w1, w2\).*inventory group django_celery_beat"
+    )
+
+
+def test_a_fleet_without_a_beat_host_fails_before_any_change(tmp_path):
+    hosts = {name: unreachable_host() for name in ("w1", "web")}
+    groups = {
+        "django_celery_workers": ["w1"],
+        "django_celery_web": ["web"],
+        "django_celery_beat": [],
+    }
+    result = run_role(tmp_path, {}, hosts, groups)
+    assert_failed_in_validation(result, r"0 hosts would run Celery beat \(none\)")
 
 
 def test_valid_variables_pass_validation_and_then_reach_for_the_host(tmp_path):
