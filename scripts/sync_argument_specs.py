@@ -13,9 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
-
 import variables_table
+import yaml
 
 ROLE = Path(__file__).resolve().parent.parent / "roles" / "django_celery"
 DEFAULTS = ROLE / "defaults" / "main.yml"
@@ -55,15 +54,18 @@ def main() -> None:
         spec = dict(options.get(name, {}))
         spec["description"] = description
         templated = isinstance(default, str) and "{{" in default
-        if not templated:
+        if not templated and spec.get("type") != "raw":
             spec["type"] = TYPES[type(default)]
         elif "type" not in spec:
             raise SystemExit(f"{name}: its default is a template; give it a type in {SPECS.name}")
         if spec["type"] == "list" and "elements" not in spec:
             spec["elements"] = "str"
         spec["default"] = default
-        ordered = {k: spec[k] for k in ("description", "type", "elements", "choices", "no_log",
-                                        "options", "default") if k in spec}
+        ordered = {
+            k: spec[k]
+            for k in ("description", "type", "elements", "choices", "no_log", "options", "default")
+            if k in spec
+        }
         merged[name] = ordered
     specs["argument_specs"]["main"]["options"] = merged
     SPECS.write_text(header + yaml.dump(specs, Dumper=IndentedDumper, sort_keys=False, width=100))
