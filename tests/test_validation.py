@@ -161,3 +161,16 @@ def test_valid_variables_pass_validation_and_then_reach_for_the_host(tmp_path):
     output = result.stdout + result.stderr
     assert "Check the number of releases kept" in output
     assert re.search(r"unreachable=1", output), output[-2000:]
+
+
+def test_a_fleet_without_a_broker_host_fails_before_any_change(tmp_path):
+    hosts = {name: unreachable_host() for name in ("w1", "web")}
+    groups = {
+        "django_celery_workers": ["w1"],
+        "django_celery_web": ["web"],
+        "django_celery_beat": ["w1"],
+    }
+    result = run_role(tmp_path, {}, hosts, groups)
+    assert_failed_in_validation(
+        result, r"needs exactly one host in\s+django_celery_broker \(django_celery_broker_group"
+    )

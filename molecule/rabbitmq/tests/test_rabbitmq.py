@@ -42,6 +42,13 @@ def test_rabbitmq_listens_for_amqp_on_loopback_only(host):
     assert amqp and all(s.startswith(("tcp://127.", "tcp://::1")) for s in amqp), amqp
 
 
+def test_erlang_port_mapper_and_distribution_listen_on_loopback_only(host):
+    erlang = [
+        s for s in host.socket.get_listening_sockets() if s.endswith((":4369", ":25672"))
+    ]
+    assert len(erlang) == 2 and all(s.startswith("tcp://127.") for s in erlang), erlang
+
+
 def test_rabbitmq_consumer_timeout_exceeds_the_hard_time_limit(host, settings):
     out = host.check_output("rabbitmqctl eval 'application:get_env(rabbit, consumer_timeout).'")
     timeout_ms = int(out.strip().strip("{}").split(",")[1])
