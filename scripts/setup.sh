@@ -15,6 +15,7 @@ setup_packages() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v iptables >/dev/null || missing+=(iptables)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -36,12 +37,14 @@ setup_venv() {
   local python
   python=$(command -v python3.11 || command -v python3)
   "$python" -m venv "$VENV"
+  rm -f "$stamp"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
     -r "$ROOT/requirements-dev.txt" -r "$ROOT/app/requirements.txt" -r "$ROOT/app/requirements-test.txt"
   echo "$want" >"$stamp"
 }
 
 setup_all() {
+  set -euo pipefail
   setup_packages
   log "Docker engine"
   bash "$ROOT/scripts/docker-engine.sh"

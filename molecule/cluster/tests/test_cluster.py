@@ -44,10 +44,15 @@ def broker_address() -> str:
 
 
 def test_tasks_sent_from_web_run_on_both_worker_hosts(host):
+    """Twelve 1-second tasks on the slow queue: one host's two processes (prefetch 1) cannot
+    hold them all, so both hosts must run some; each completion records its host."""
+    prefix = f"spread-{time.strftime('%H%M%S')}"
     code = (
-        "import json; from proj.celery import app; "
-        "rs = [app.send_task('demo.tasks.whoami') for _ in range(40)]; "
-        "print(json.dumps(sorted({r.get(timeout=60)['hostname'] for r in rs})))"
+        "import json; from proj.celery import app; from demo.models import SlowTaskCompletion; "
+        f"rs = [app.send_task('demo.tasks.slow', args=['{prefix}-%d' % i, 1], queue='slow') "
+        "for i in range(12)]; [r.get(timeout=120) for r in rs]; "
+        f"rows = SlowTaskCompletion.objects.filter(task_id__startswith='{prefix}-'); "
+        "print(json.dumps(sorted(set(rows.values_list('hostname', flat=True)))))"
     )
     assert json.loads(shell(host, code)) == sorted(WORKER_HOSTS.values())
 
@@ -161,7 +166,7 @@ sent = []
 deadline = time.monotonic() + 600
 while not stop.exists() and time.monotonic() < deadline and len(sent) < 600:
     task_id = 'rolling-{run}-%04d' % len(sent)
-    app.send_task('demo.tasks.slow', args=[task_id, 2], queue='slow')
+    app.send_task('demo.tasks.slow', args=[task_id, 1], queue='slow')
     sent.append(task_id)
     time.sleep(0.5)
 pathlib.Path('/var/lib/djangoapp/stream-{run}.json').write_text(json.dumps(sent))
@@ -208,7 +213,7 @@ def test_rolling_redeploy_with_tasks_in_flight_loses_none(host):
             host.check_output(f"djangoapp-manage slow_task_report --prefix=rolling-{run}-")
         )
 
-    _wait(lambda: report()["completed"] >= len(submitted), 180, interval=3)
+    drained = _wait(lambda: report()["completed"] >= len(submitted), 300, interval=3)
     final = report()
     summary = (
         f"rolling redeploy: {redeploy_seconds:.0f} s; submitted {len(submitted)}, "
@@ -219,6 +224,7 @@ def test_rolling_redeploy_with_tasks_in_flight_loses_none(host):
         summary + "\n" + "\n".join(re.findall(r"PLAY RECAP.*", deploy.stdout, re.S))
     )
     assert len(submitted) > 20
+    assert drained, summary
     assert sorted(final["ids"]) == sorted(submitted), summary
 
 

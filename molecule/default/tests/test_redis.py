@@ -19,7 +19,7 @@ def test_redis_refuses_a_wrong_password(host):
     out = host.run(
         "redis-cli -h 127.0.0.1 --user djangoapp --pass wrong-password --no-auth-warning ping"
     )
-    assert "PONG" not in out.stdout
+    assert "WRONGPASS" in out.stdout + out.stderr
 
 
 def test_redis_listens_on_loopback_only(host):
