@@ -43,9 +43,7 @@ def test_rabbitmq_listens_for_amqp_on_loopback_only(host):
 
 
 def test_erlang_port_mapper_and_distribution_listen_on_loopback_only(host):
-    erlang = [
-        s for s in host.socket.get_listening_sockets() if s.endswith((":4369", ":25672"))
-    ]
+    erlang = [s for s in host.socket.get_listening_sockets() if s.endswith((":4369", ":25672"))]
     assert len(erlang) == 2 and all(s.startswith("tcp://127.") for s in erlang), erlang
 
 
