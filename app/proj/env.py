@@ -103,32 +103,26 @@ def env_str(name: str, default: str) -> str:
     return value.strip()
 
 
-def env_int(name: str, default: int, minimum: int | None = None) -> int:
+def _env_number(name, default, minimum, convert, kind: str):
     value = os.environ.get(name)
     if value is None or value.strip() == "":
-        result = default
+        result = convert(default)
     else:
         try:
-            result = int(value.strip())
+            result = convert(value.strip())
         except ValueError:
-            raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
-    if minimum is not None and result < minimum:
-        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {result}")
-    return result
-
-
-def env_float(name: str, default: float, minimum: float | None = None) -> float:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        result = float(default)
-    else:
-        try:
-            result = float(value.strip())
-        except ValueError:
-            raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+            raise ImproperlyConfigured(f"{name} must be {kind}, got {value!r}") from None
     if minimum is not None and result < minimum:
         raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {result:g}")
     return result
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    return _env_number(name, default, minimum, int, "an integer")
+
+
+def env_float(name: str, default: float, minimum: float | None = None) -> float:
+    return _env_number(name, default, minimum, float, "a number")
 
 
 def env_list(name: str, default: str) -> list[str]:
