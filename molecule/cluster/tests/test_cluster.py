@@ -240,3 +240,29 @@ def _wait(predicate, timeout: float, interval: float = 1.0) -> bool:
 @pytest.fixture(autouse=True)
 def _inventory_is_set():
     assert INVENTORY, "run through molecule verify (MOLECULE_INVENTORY_FILE is not set)"
+
+
+def test_configuration_change_without_a_new_release_reaches_the_running_workers():
+    """site.yml's release play changes the environment file; the rollout must restart the
+    services even though the release (and so the current link) stays the same."""
+    release = Path(node("dc-cluster-worker1").check_output("readlink /srv/djangoapp/current")).name
+    marker = f"marker-{time.strftime('%H%M%S')}"
+    extra = {
+        "django_celery_release": release,
+        "django_celery_extra_env": {"CELERY_HEARTBEAT_INTERVAL": "5", "DEPLOY_MARKER": marker},
+    }
+    deploy = subprocess.run(
+        ["ansible-playbook", "-i", INVENTORY, str(PROJECT / "site.yml"), "-e", json.dumps(extra)],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    assert deploy.returncode == 0, deploy.stdout[-4000:]
+    for name in WORKER_HOSTS:
+        worker = node(name)
+        pid = worker.check_output(
+            "systemctl show --value --property=MainPID djangoapp-worker@default.service"
+        )
+        environment = worker.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ").splitlines()
+        assert f"DEPLOY_MARKER={marker}" in environment, name
