@@ -13,12 +13,18 @@ class Heartbeat(models.Model):
 
 
 class SlowTaskCompletion(models.Model):
-    """Completion record of demo.tasks.slow, one row per caller-supplied task_id."""
+    """Record of demo.tasks.slow, one row per caller-supplied task_id.
+
+    ``starts`` counts every execution that began, ``runs`` every one that finished: a task
+    killed mid-run and redelivered shows starts=2, runs=1.
+    """
 
     task_id = models.CharField(max_length=255, unique=True)
+    starts = models.PositiveIntegerField(default=0)
     runs = models.PositiveIntegerField(default=0)
     hostname = models.CharField(max_length=255, blank=True, default="")
-    completed_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
-        return f"{self.task_id} (runs={self.runs})"
+        return f"{self.task_id} (starts={self.starts}, runs={self.runs})"

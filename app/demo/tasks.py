@@ -39,23 +39,23 @@ def heartbeat():
 
 @shared_task
 def slow(task_id: str, duration: float):
-    """Sleep ``duration`` seconds, then record completion of ``task_id``.
+    """Record the start of ``task_id``, sleep ``duration`` seconds, then record its completion.
 
-    Idempotent: one row per task_id; a re-execution (e.g. a redelivery after a
-    worker was killed) only increments ``runs``.
+    Idempotent: one row per task_id. Every start and every completion is counted, so a
+    re-execution (a redelivery after a worker was killed) shows as starts > 1, and one that
+    ran to the end twice as runs > 1.
     """
-    time.sleep(float(duration))
     hostname = socket.gethostname()
-    now = timezone.now()
     with transaction.atomic():
-        obj, created = SlowTaskCompletion.objects.get_or_create(
-            task_id=task_id,
-            defaults={"runs": 1, "hostname": hostname, "completed_at": now},
+        obj, _ = SlowTaskCompletion.objects.get_or_create(task_id=task_id)
+        SlowTaskCompletion.objects.filter(pk=obj.pk).update(
+            starts=F("starts") + 1, started_at=timezone.now()
         )
-        if not created:
-            SlowTaskCompletion.objects.filter(pk=obj.pk).update(
-                runs=F("runs") + 1, hostname=hostname, completed_at=now
-            )
+    time.sleep(float(duration))
+    with transaction.atomic():
+        SlowTaskCompletion.objects.filter(pk=obj.pk).update(
+            runs=F("runs") + 1, hostname=hostname, completed_at=timezone.now()
+        )
         runs = SlowTaskCompletion.objects.values_list("runs", flat=True).get(pk=obj.pk)
     return {"task_id": task_id, "runs": runs, "hostname": hostname}
 

@@ -10,6 +10,7 @@ from django_celery_beat.models import PeriodicTask
 
 from demo import tasks
 from demo.management.commands.run_task import parse_arg
+from demo.models import SlowTaskCompletion
 
 
 def run(*args, **kwargs) -> str:
@@ -64,11 +65,15 @@ def test_heartbeat_status_before_and_after_a_beat():
 
 
 @pytest.mark.django_db
-def test_slow_task_report_counts_completed_and_duplicated():
+def test_slow_task_report_counts_starts_completions_and_reruns():
     for task_id in ("r-1", "r-2", "r-2", "other"):
         tasks.slow.apply(args=(task_id, 0))
+    # A start whose run never finished (its process was killed): started, not completed.
+    SlowTaskCompletion.objects.create(task_id="r-3", starts=1)
     assert json.loads(run("slow_task_report", "--prefix", "r-")) == {
+        "started": 3,
         "completed": 2,
+        "started_twice": 1,
         "duplicated": 1,
         "ids": ["r-1", "r-2"],
     }

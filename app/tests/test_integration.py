@@ -102,4 +102,10 @@ def test_slow_task_completion_is_recorded_once(celery_worker):
     row = SlowTaskCompletion.objects.get(task_id=task_id)
     assert row.runs == 1 and row.hostname == socket.gethostname()
     report = json.loads(manage("slow_task_report", "--prefix", task_id).stdout)
-    assert report == {"completed": 1, "duplicated": 0, "ids": [task_id]}
+    assert report == {
+        "started": 1,
+        "completed": 1,
+        "started_twice": 0,
+        "duplicated": 0,
+        "ids": [task_id],
+    }

@@ -47,5 +47,5 @@ def test_slow_task_records_completion_and_counts_reexecution():
     assert result == {"task_id": "unit-1", "runs": 1, "hostname": socket.gethostname()}
     tasks.slow.apply(args=("unit-1", 0)).get()
     row = SlowTaskCompletion.objects.get(task_id="unit-1")
-    assert row.runs == 2
+    assert (row.starts, row.runs) == (2, 2)
     assert SlowTaskCompletion.objects.count() == 1

@@ -6,13 +6,22 @@ from demo.models import SlowTaskCompletion
 
 
 class Command(BaseCommand):
-    help = "Print how many demo.tasks.slow ids completed and how many ran more than once, as JSON."
+    help = (
+        "Print, as JSON, how many demo.tasks.slow ids started and completed, how many started "
+        "more than once and how many completed more than once."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--prefix", default="", help="only count task ids with this prefix")
 
     def handle(self, *args, **options):
         rows = SlowTaskCompletion.objects.filter(task_id__startswith=options["prefix"])
-        ids = sorted(rows.values_list("task_id", flat=True))
-        duplicated = rows.filter(runs__gt=1).count()
-        self.stdout.write(json.dumps({"completed": len(ids), "duplicated": duplicated, "ids": ids}))
+        completed = sorted(rows.filter(runs__gt=0).values_list("task_id", flat=True))
+        report = {
+            "started": rows.filter(starts__gt=0).count(),
+            "completed": len(completed),
+            "started_twice": rows.filter(starts__gt=1).count(),
+            "duplicated": rows.filter(runs__gt=1).count(),
+            "ids": completed,
+        }
+        self.stdout.write(json.dumps(report))
