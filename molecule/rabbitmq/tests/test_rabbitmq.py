@@ -1,15 +1,8 @@
 """RabbitMQ as the broker: running, no guest, the app confined to its vhost, loopback only."""
 
-VENV_PYTHON = "/srv/djangoapp/current/venv/bin/python"
-RABBIT = "rabbitmq-server.service"
+import json
 
-
-def connect(host, url: str):
-    code = (
-        f"import kombu; kombu.Connection({url!r}, connect_timeout=5)"
-        ".ensure_connection(max_retries=1)"
-    )
-    return host.run(f'{VENV_PYTHON} -c "{code}"')
+from rabbitmq_helpers import RABBIT, broker_url, connect, with_vhost
 
 
 def test_rabbitmq_is_active_and_enabled(host):
@@ -35,6 +28,26 @@ def test_app_user_has_rights_on_its_vhost_only(host):
     perms = host.check_output("rabbitmqctl --quiet list_user_permissions djangoapp")
     vhosts = [line.split()[0] for line in perms.splitlines()[1:] if line.strip()]
     assert vhosts == ["djangoapp"]
+
+
+def test_app_user_cannot_open_another_vhost(host):
+    result = connect(host, with_vhost(broker_url(host), "/"))
+    assert result.rc != 0 and "NOT_ALLOWED" in result.stderr, result.stderr[-500:]
+
+
+def test_app_user_has_no_management_tags(host):
+    users = json.loads(host.check_output("rabbitmqctl --quiet list_users --formatter=json"))
+    tags = {user["user"]: user["tags"] for user in users}
+    assert tags["djangoapp"] == [], tags
+
+
+def test_no_management_plugin_is_enabled(host):
+    # Without a management plugin there is no HTTP API for the app's user to try: nothing on
+    # 15672, and only AMQP (5672) and Erlang distribution (25672) listen for RabbitMQ.
+    enabled = host.check_output("rabbitmq-plugins --quiet list --enabled --minimal")
+    assert enabled.strip() == "", enabled
+    http = [s for s in host.socket.get_listening_sockets() if s.endswith(":15672")]
+    assert not http, http
 
 
 def test_rabbitmq_listens_for_amqp_on_loopback_only(host):

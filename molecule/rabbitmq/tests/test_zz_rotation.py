@@ -1,0 +1,110 @@
+"""Rotating the RabbitMQ password (README: "password changes really applied"): a run with a new
+django_celery_broker_password changes it in RabbitMQ and in the running services, and a run
+without it goes back to the generated one.
+
+Runs last (molecule passes the files sorted by path, the shared tests first): it converges the
+host twice and restarts every service. The second run restores the generated password, so the
+host ends as converge left it.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+from conftest import POOLS, ansible_playbook, manage, unit_of, unit_property
+from rabbitmq_helpers import broker_password, broker_url, connect, with_password
+
+
+def generated_password() -> str:
+    inventory_dir = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    # The password lookup may append " salt=..." to the file.
+    return (inventory_dir / ".secrets/djangoapp/broker_password").read_text().split()[0]
+
+
+def main_pids(host) -> dict:
+    return {pool["name"]: unit_property(host, unit_of(pool), "MainPID") for pool in POOLS}
+
+
+def process_env(host, pid: str) -> str:
+    return host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ")
+
+
+def converge(host, *args: str) -> dict:
+    before = {"url": broker_url(host), "pids": main_pids(host)}
+    result = ansible_playbook(*args)
+    return {"result": result, "before": before, "url": broker_url(host), "pids": main_pids(host)}
+
+
+def play_output(run: dict) -> str:
+    return run["result"].stdout[-3000:] + run["result"].stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def rotated(host):
+    new = secrets.token_urlsafe(24)
+    run = converge(host, "-e", f"django_celery_broker_password={new}")
+    run["password"] = new
+    return run
+
+
+@pytest.fixture(scope="module")
+def rotated_back(host, rotated):
+    run = converge(host)
+    run["password"] = generated_password()
+    return run
+
+
+def test_rotation_play_succeeds(rotated):
+    returncode = rotated["result"].returncode  # not the command line: it holds the password
+    assert returncode == 0, play_output(rotated)
+
+
+def test_rotation_refuses_the_old_password(host, rotated):
+    result = connect(host, rotated["before"]["url"])
+    assert result.rc != 0 and "ACCESS_REFUSED" in result.stderr, result.stderr[-500:]
+
+
+def test_rotation_accepts_the_new_password(host, rotated):
+    result = connect(host, with_password(rotated["before"]["url"], rotated["password"]))
+    assert result.rc == 0, result.stderr[-500:]
+
+
+def test_rotation_writes_the_new_password_into_the_services_environment(rotated):
+    assert rotated["url"] == with_password(rotated["before"]["url"], rotated["password"])
+
+
+def test_rotation_restarts_each_worker_with_the_new_url(host, rotated, pool):
+    pid = rotated["pids"][pool["name"]]
+    assert pid not in ("0", rotated["before"]["pids"][pool["name"]]), rotated["pids"]
+    assert f"CELERY_BROKER_URL={rotated['url']}" in process_env(host, pid).splitlines()
+
+
+def test_rotation_keeps_tasks_running(host, rotated):
+    assert manage(host, "run_task", "demo.tasks.add", "2", "3", "--timeout=60").strip() == "5"
+
+
+def test_rotating_back_play_succeeds(rotated_back):
+    returncode = rotated_back["result"].returncode  # not the command line: it holds the password
+    assert returncode == 0, play_output(rotated_back)
+
+
+def test_rotating_back_refuses_the_rotated_password(host, rotated_back):
+    result = connect(host, rotated_back["before"]["url"])
+    assert result.rc != 0 and "ACCESS_REFUSED" in result.stderr, result.stderr[-500:]
+
+
+def test_rotating_back_restores_the_generated_password(host, rotated_back):
+    assert broker_password(rotated_back["url"]) == generated_password()
+    result = connect(host, rotated_back["url"])
+    assert result.rc == 0, result.stderr[-500:]
+
+
+def test_rotating_back_restarts_each_worker_with_the_generated_url(host, rotated_back, pool):
+    pid = rotated_back["pids"][pool["name"]]
+    assert pid not in ("0", rotated_back["before"]["pids"][pool["name"]]), rotated_back["pids"]
+    assert f"CELERY_BROKER_URL={rotated_back['url']}" in process_env(host, pid).splitlines()
+
+
+def test_rotating_back_keeps_tasks_running(host, rotated_back):
+    assert manage(host, "run_task", "demo.tasks.add", "2", "3", "--timeout=60").strip() == "5"
