@@ -6,12 +6,14 @@ test compares the host with the configuration the operator asked for, not with c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
@@ -31,6 +33,28 @@ def scenario_vars() -> dict:
 
 SCENARIO = scenario_vars() if "MOLECULE_INVENTORY_FILE" in os.environ else {}
 POOLS = SCENARIO.get("django_celery_worker_pools", [{"name": "default", "queues": ["celery"]}])
+
+# The fewest tests each scenario's verifier must collect (a little below the real counts).
+# Molecule silently drops an additional_files_or_dirs glob that matches nothing, so a moved or
+# renamed test directory would otherwise shrink the suite and still pass. A scenario missing
+# here fails too. MOLECULE_MIN_TESTS overrides the floor (e.g. 0 to run a single file by hand;
+# -k selections are counted before deselection and need no override).
+MIN_TESTS = {"default": 90, "rabbitmq": 90, "cluster": 30}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "")
+    floor = os.environ.get("MOLECULE_MIN_TESTS", MIN_TESTS.get(scenario))
+    if floor is None:
+        raise pytest.UsageError(
+            f"scenario {scenario!r} has no test count floor: add it to MIN_TESTS in {__file__}"
+        )
+    if len(items) < int(floor):
+        raise pytest.UsageError(
+            f"scenario {scenario!r} collected {len(items)} tests, fewer than its floor of "
+            f"{floor}: a test file or an additional_files_or_dirs glob went missing"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +96,16 @@ def send_task(host, task: str, args: list, queue: str) -> str:
     return out.strip().splitlines()[-1]
 
 
+def send_slow_tasks(host, prefix: str, count: int, duration: float, queue: str = "slow") -> None:
+    """Enqueue ``count`` demo.tasks.slow tasks (ids PREFIX-0, PREFIX-1, ...) in one process."""
+    code = (
+        "from demo.tasks import slow\n"
+        f"for i in range({count}):\n"
+        f"    slow.apply_async(args=['{prefix}-%d' % i, {duration}], queue='{queue}')\n"
+    )
+    manage(host, "shell", "-c", code)
+
+
 def running_conf(host, pool: dict) -> dict:
     """The configuration a running worker node reports, with Django's CELERY_ prefix removed."""
     node = f"{pool['name']}@{host.check_output('hostname')}"
@@ -82,6 +116,50 @@ def running_conf(host, pool: dict) -> dict:
 
 def unit_property(host, unit: str, prop: str) -> str:
     return run_ok(host, "systemctl", "show", "--value", f"--property={prop}", unit).strip()
+
+
+def main_pid(host, unit: str) -> int:
+    return int(unit_property(host, unit, "MainPID"))
+
+
+def env_file(host) -> dict:
+    """The services' environment file, as a dict (values unquoted)."""
+    values = {}
+    for line in host.file(f"/etc/{NAME}/{NAME}.env").content_string.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            values[key] = value.strip("'")
+    return values
+
+
+def broker_credentials(host) -> tuple[str, str]:
+    """The app's broker user and password, from the broker URL of the environment file."""
+    url = urlsplit(env_file(host)["CELERY_BROKER_URL"])
+    return unquote(url.username), unquote(url.password)
+
+
+def redis_cli(host, *args: str, db: int = 0):
+    """redis-cli as the app's user: the URL (password included) is read from the environment
+    file on the host, so no secret appears in the command line or in a failing test's output."""
+    command = " ".join(_quote(a) for a in args)
+    script = (
+        f"set -a; . /etc/{NAME}/{NAME}.env; "
+        f'exec redis-cli --no-auth-warning -u "${{CELERY_BROKER_URL%/*}}/{db}" {command}'
+    )
+    return host.run(f"sh -c {_quote(script)}")
+
+
+def controller_secret(name: str) -> str:
+    """A secret the role generated and keeps on the controller (django_celery_secrets_dir)."""
+    return controller_secrets_dir().joinpath(name).read_text().split()[0]
+
+
+def controller_secrets_dir() -> Path:
+    return Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / ".secrets" / NAME
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def wait_for(predicate, timeout: float, interval: float = 1.0):
@@ -95,6 +173,18 @@ def wait_for(predicate, timeout: float, interval: float = 1.0):
 
 def slow_task_runs(host, prefix: str) -> dict:
     report = manage_json(host, "slow_task_report", f"--prefix={prefix}")
+    return report
+
+
+def wait_for_slow_tasks(host, prefix: str, count: int, timeout: float) -> dict:
+    """Wait until ``count`` slow tasks with this prefix completed; return the last report."""
+    report: dict = {}
+
+    def done() -> bool:
+        report.update(slow_task_runs(host, prefix))
+        return report["completed"] >= count
+
+    wait_for(done, timeout=timeout, interval=2)
     return report
 
 

@@ -1,6 +1,17 @@
 """The app's user, code, configuration and secrets on the host."""
 
-from conftest import NAME
+import shlex
+
+from conftest import (
+    NAME,
+    POOLS,
+    controller_secret,
+    main_pid,
+    manage,
+    run_ok,
+    sha256_hex,
+    unit_of,
+)
 
 
 def test_app_user_has_no_login_shell(host):
@@ -22,11 +33,39 @@ def test_env_file_holds_the_secret_key(host):
     assert len(secret) == 1 and len(secret[0].split("=", 1)[1].strip("'")) >= 50
 
 
-def test_deploy_settings_override_debug_to_false(host):
-    out = host.run(
-        f"{NAME}-manage shell -c 'from django.conf import settings; print(settings.DEBUG)'"
+def test_deploy_settings_override_the_projects_debug(host):
+    """The sample's settings turn DEBUG on from DJANGO_DEBUG=true; the deploy settings module
+    (DJANGO_SETTINGS_MODULE of every service) must still give DEBUG = False."""
+    code = "import proj.settings as p; from django.conf import settings as s; "
+    code += "print(p.DEBUG, s.DEBUG)"
+    release = f"/srv/{NAME}/current"
+    script = (
+        f"set -a; . /etc/{NAME}/{NAME}.env; set +a; export DJANGO_DEBUG=true; "
+        f"cd {release}/src && exec runuser -u {NAME} -- {release}/venv/bin/python "
+        f"manage.py shell -c {shlex.quote(code)}"
     )
-    assert out.rc == 0 and out.stdout.strip().splitlines()[-1] == "False", out.stderr
+    out = host.run(f"sh -c {shlex.quote(script)}")
+    assert out.rc == 0, out.stderr
+    project_debug, deployed_debug = out.stdout.strip().splitlines()[-1].split()
+    assert (project_debug, deployed_debug) == ("True", "False")
+
+
+def test_running_services_have_the_secret_key_kept_on_the_controller(host):
+    secret = controller_secret("secret_key")
+    units = [unit_of(p) for p in POOLS] + [f"{NAME}-beat.service", f"{NAME}-web.service"]
+    wrong = []
+    for unit in units:
+        environ = run_ok(host, "cat", f"/proc/{main_pid(host, unit)}/environ").split("\0")
+        if f"DJANGO_SECRET_KEY={secret}" not in environ:
+            wrong.append(unit)
+    assert wrong == [], "these services run with another SECRET_KEY (or none)"
+
+
+def test_django_settings_have_the_secret_key_kept_on_the_controller(host):
+    code = "import hashlib; from django.conf import settings; "
+    code += "print(hashlib.sha256(settings.SECRET_KEY.encode()).hexdigest())"
+    out = manage(host, "shell", "-c", code).strip().splitlines()[-1]
+    assert out == sha256_hex(controller_secret("secret_key"))
 
 
 def test_app_user_cannot_write_the_code(host):

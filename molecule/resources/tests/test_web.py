@@ -15,6 +15,10 @@ def test_web_unit_is_active(host):
     assert host.service(f"{NAME}-web.service").is_running
 
 
+def test_web_unit_is_enabled_at_boot(host):
+    assert host.service(f"{NAME}-web.service").is_enabled
+
+
 def test_health_endpoint_answers_200_with_everything_healthy(host):
     result = host.run(HEALTH)
     assert result.rc == 0, result.stderr

@@ -1,0 +1,186 @@
+"""Playbook runs against the converged host, each proving several promises at once:
+
+1. a new release at -vvv with --diff: deployed and run, only django_celery_keep_releases
+   releases remain, and no secret appears anywhere in the output;
+2. --tags django_celery_activate with a pool that cannot start: only the activate phase runs,
+   only that pool restarts, and the play fails with its journal; meanwhile, alongside, check
+   mode previews a release not on the host without deploying it;
+3. the first release's name again: a rollback, which also restores the scenario's own pools.
+
+Runs before the destructive modules (broker restart, reboot) and ends on the scenario's own
+configuration. Each run costs about a minute (the failing one two: the role waits 12 x 5 s
+for the silent pool).
+"""
+
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import (
+    NAME,
+    POOLS,
+    SCENARIO,
+    ansible_playbook,
+    controller_secrets_dir,
+    main_pid,
+    run_ok,
+    unit_of,
+)
+
+RELEASES = f"/srv/{NAME}/releases"
+CURRENT = f"/srv/{NAME}/current"
+SERVICES = [unit_of(p) for p in POOLS] + [f"{NAME}-beat.service", f"{NAME}-web.service"]
+SILENT = next(p for p in POOLS if "slow" in p["queues"])
+FIRST = str(SCENARIO.get("django_celery_release", "1"))
+
+
+def _pids(host) -> dict:
+    return {unit: main_pid(host, unit) for unit in SERVICES}
+
+
+def _cwds(host) -> dict:
+    return {
+        unit: run_ok(host, "readlink", f"/proc/{pid}/cwd").strip()
+        for unit, pid in _pids(host).items()
+    }
+
+
+def _recaps(result) -> list[tuple[int, int]]:
+    return [(int(c), int(f)) for c, f in re.findall(r"changed=(\d+).*failed=(\d+)", result.stdout)]
+
+
+def _output(result) -> str:
+    return result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def _timed_run(*args: str):
+    started = time.monotonic()
+    result = ansible_playbook(*args)
+    result.took = time.monotonic() - started
+    return result
+
+
+def _releases(host) -> list[str]:
+    return sorted(run_ok(host, "ls", RELEASES).split())
+
+
+def test_generated_secrets_are_kept_private_on_the_controller():
+    directory = controller_secrets_dir()
+    files = sorted(directory.iterdir())
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in files}
+    assert files and set(modes.values()) == {"0o600"}, modes
+    assert directory.stat().st_mode & 0o077 == 0, oct(directory.stat().st_mode)
+
+
+@pytest.fixture(scope="module")
+def second_release(host):
+    """Release "2" at -vvv --diff, keeping 2 releases; an older release "0" is planted first."""
+    run_ok(host, "mkdir", "-p", f"{RELEASES}/0")
+    run_ok(host, "touch", "-d", "2000-01-01", f"{RELEASES}/0")
+    extra = {"django_celery_release": "2", "django_celery_keep_releases": 2}
+    result = _timed_run("-vvv", "--diff", "-e", json.dumps(extra))
+    print(f"new release run at -vvv --diff: {result.took:.0f} s")
+    return result
+
+
+def test_a_new_release_is_deployed_and_its_services_run_it(host, second_release):
+    assert second_release.returncode == 0, _output(second_release)
+    assert host.file(CURRENT).linked_to == f"{RELEASES}/2"
+    assert set(_cwds(host).values()) == {f"{RELEASES}/2/src"}
+
+
+def test_only_the_kept_number_of_releases_remain(host, second_release):
+    assert _releases(host) == sorted({FIRST, "2"})
+
+
+def test_a_run_at_vvv_with_diff_prints_no_secret(second_release):
+    output = second_release.stdout + second_release.stderr
+    secrets = {
+        path.name: path.read_text().split()[0] for path in controller_secrets_dir().iterdir()
+    }
+    assert len(output) > 100_000 and secrets, "expected a verbose run and secrets to look for"
+    assert [name for name, secret in secrets.items() if secret in output] == []
+
+
+@pytest.fixture(scope="module")
+def silent_pool(host, second_release):
+    """Only the activate phase, with the slow pool given an option celery refuses (it exits at
+    start, so it never answers ping) and an extra environment variable (which only the release
+    phase would write). While the role waits for that pool, a check-mode run previews a release
+    not on the host (check mode changes nothing, so it may run alongside)."""
+    pools = [dict(p, extra_args=["--no-such-option"]) if p == SILENT else p for p in POOLS]
+    extra_env = dict(SCENARIO.get("django_celery_extra_env", {}), TAGS_PROBE="1")
+    extra = {
+        "django_celery_release": "2",
+        "django_celery_worker_pools": pools,
+        "django_celery_extra_env": extra_env,
+        # Two pings, not twelve: the pool never answers, so waiting longer proves nothing.
+        "django_celery_ping_retries": 2,
+    }
+    before = {"pids": _pids(host), "current": host.file(CURRENT).linked_to}
+    preview = ("--check", "--diff", "-e", "django_celery_release=preview")
+    with ThreadPoolExecutor(max_workers=2) as runs:
+        silent = runs.submit(
+            _timed_run, "--tags", "django_celery_activate", "-e", json.dumps(extra)
+        )
+        check = runs.submit(_timed_run, *preview)
+        result, check_result = silent.result(), check.result()
+    print(
+        f"silent pool run: {result.took:.0f} s; check mode run alongside: {check_result.took:.0f} s"
+    )
+    return {"result": result, "check": check_result, "before": before, "after": _pids(host)}
+
+
+def test_a_pool_that_does_not_answer_ping_fails_the_play_with_its_journal(silent_pool):
+    result = silent_pool["result"]
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, _output(result)
+    assert "did not answer ping" in output, _output(result)
+    journal = re.findall(rf"{NAME}-worker-{SILENT['name']}\[\d+\]: .*No such option", output)
+    assert journal, _output(result)
+
+
+def test_a_pool_whose_options_changed_restarts_alone(silent_pool):
+    before, after = silent_pool["before"]["pids"], silent_pool["after"]
+    restarted = sorted(unit for unit in SERVICES if before[unit] != after[unit])
+    assert restarted == [unit_of(SILENT)]
+
+
+def test_check_mode_previews_a_new_release_without_deploying_it(host, silent_pool):
+    check = silent_pool["check"]
+    assert check.returncode == 0, _output(check)
+    recaps = _recaps(check)
+    assert recaps and all(changed > 0 and failed == 0 for changed, failed in recaps), recaps
+    assert not host.file(f"{RELEASES}/preview").exists
+    assert host.file(CURRENT).linked_to == silent_pool["before"]["current"]
+    others = [unit for unit in SERVICES if unit != unit_of(SILENT)]
+    assert [silent_pool["before"]["pids"][u] for u in others] == [
+        silent_pool["after"][u] for u in others
+    ]
+
+
+def test_a_tagged_run_runs_only_its_phase(host, silent_pool):
+    """The activate phase wrote the pool's options; the release phase, which writes the
+    environment file, did not run."""
+    options = host.file(f"/etc/{NAME}/workers/{SILENT['name']}.env").content_string
+    assert "--no-such-option" in options
+    assert "TAGS_PROBE" not in host.file(f"/etc/{NAME}/{NAME}.env").content_string
+
+
+@pytest.fixture(scope="module")
+def rollback(host, silent_pool):
+    """The scenario's own variables again: release FIRST, the original pools."""
+    before = _pids(host)
+    result = _timed_run()
+    print(f"rollback run: {result.took:.0f} s")
+    return {"result": result, "before": before}
+
+
+def test_setting_the_previous_release_again_rolls_back(host, rollback):
+    assert rollback["result"].returncode == 0, _output(rollback["result"])
+    assert host.file(CURRENT).linked_to == f"{RELEASES}/{FIRST}"
+    after = _pids(host)
+    assert all(after[unit] != rollback["before"][unit] for unit in SERVICES), after
+    assert set(_cwds(host).values()) == {f"{RELEASES}/{FIRST}/src"}
