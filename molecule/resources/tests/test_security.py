@@ -1,0 +1,48 @@
+"""Measured hardening: the units' systemd exposure scores, and the worker's refusal of pickle."""
+
+import re
+import shlex
+import time
+
+from conftest import NAME, POOLS, run_ok, unit_of
+
+# systemd-analyze security's overall exposure, 0 (locked down) to 10 (exposed). The role's
+# units score 1.7; docs/RELIABILITY.md lists the directives left out and why.
+MAX_EXPOSURE = 2.0
+UNITS = [unit_of(pool) for pool in POOLS] + [f"{NAME}-beat.service", f"{NAME}-web.service"]
+
+
+def exposure(host, unit: str) -> float:
+    out = run_ok(host, "systemd-analyze", "security", "--no-pager", unit)
+    return float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1))
+
+
+def test_every_unit_of_the_role_scores_at_most_2_in_systemd_analyze_security(host):
+    scores = {unit: exposure(host, unit) for unit in UNITS}
+    assert max(scores.values()) <= MAX_EXPOSURE, scores
+
+
+def test_worker_refuses_a_pickle_payload(host):
+    """Celery accepts JSON only: a pickled task is refused by the worker, never run."""
+    since = run_ok(host, "date", "+%Y-%m-%d %H:%M:%S").strip()
+    code = (
+        "from proj.celery import app; "
+        "r = app.send_task('demo.tasks.add', args=[20, 22], serializer='pickle'); print(r.id)"
+    )
+    task_id = run_ok(host, f"{NAME}-manage", "shell", "-c", code).strip().splitlines()[-1]
+    refused = ""
+    deadline = time.monotonic() + 30
+    while "Refusing to deserialize untrusted content of type pickle" not in refused:
+        assert time.monotonic() < deadline, "no worker refused the pickled task"
+        time.sleep(1)
+        refused = host.run(
+            f"journalctl --no-pager --since {shlex.quote(since)} -u '{NAME}-worker@*'"
+        ).stdout
+    state = run_ok(
+        host,
+        f"{NAME}-manage",
+        "shell",
+        "-c",
+        f"from proj.celery import app; print(app.AsyncResult({task_id!r}).state)",
+    )
+    assert state.strip().splitlines()[-1] == "PENDING"
