@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the systemd base images the Molecule scenarios and the lab run on, from Debian's
-# archive with debootstrap (no container registry is needed or used). Images are cached:
-# an existing image is kept unless REBUILD_IMAGES=1.
+# archive with debootstrap (no container registry is needed or used). Images are cached: an
+# existing image is kept unless it was built by another version of this script (each image
+# carries the script's SHA-256 in its DJANGO_CELERY_IMAGE_BUILD variable) or REBUILD_IMAGES=1.
 #   usage: scripts/base-images.sh [bookworm] [trixie]
 set -euo pipefail
 
@@ -22,12 +23,17 @@ if ! command -v debootstrap >/dev/null 2>&1; then
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
 fi
 
+build_id=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
+
 for suite in "${suites[@]}"; do
   image="django-celery-systemd:${suite}"
-  if [ "${REBUILD_IMAGES:-0}" != 1 ] && docker image inspect "$image" >/dev/null 2>&1; then
-    log "$image is cached"
+  built_by=$(docker image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$image" 2>/dev/null \
+    | sed -n 's/^DJANGO_CELERY_IMAGE_BUILD=//p' || true)
+  if [ "${REBUILD_IMAGES:-0}" != 1 ] && [ "$built_by" = "$build_id" ]; then
+    log "$image is cached (build $build_id)"
     continue
   fi
+  [ -z "$built_by" ] || log "$image was built by another version of this script ($built_by): rebuilding"
   root=$(mktemp -d "/var/tmp/rootfs-${suite}.XXXXXX")
   log "debootstrap $suite from $mirror into $root"
   debootstrap --variant=minbase \
@@ -44,8 +50,8 @@ for suite in "${suites[@]}"; do
   rm -f "$root"/etc/apt/sources.list.d/*.sources
   echo "$suite-test" >"$root/etc/hostname"
   tar -C "$root" -c . | docker import \
-    -c 'CMD ["/lib/systemd/systemd"]' -c 'ENV container=docker' \
+    -c 'CMD ["/lib/systemd/systemd"]' -c 'ENV container=docker' -c "ENV DJANGO_CELERY_IMAGE_BUILD=$build_id" \
     - "$image" >/dev/null
   rm -rf "$root" "$root.log"
-  log "built $image"
+  log "built $image (build $build_id)"
 done
