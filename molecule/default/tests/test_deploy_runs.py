@@ -95,11 +95,14 @@ def test_only_the_kept_number_of_releases_remain(host, second_release):
     assert _releases(host) == sorted({FIRST, "2"})
 
 
+def _secrets() -> dict:
+    """Every secret the role keeps on the controller for this scenario, by file name."""
+    return {path.name: path.read_text().split()[0] for path in controller_secrets_dir().iterdir()}
+
+
 def test_a_run_at_vvv_with_diff_prints_no_secret(second_release):
     output = second_release.stdout + second_release.stderr
-    secrets = {
-        path.name: path.read_text().split()[0] for path in controller_secrets_dir().iterdir()
-    }
+    secrets = _secrets()
     assert len(output) > 100_000 and secrets, "expected a verbose run and secrets to look for"
     assert [name for name, secret in secrets.items() if secret in output] == []
 
@@ -159,6 +162,14 @@ def test_check_mode_previews_a_new_release_without_deploying_it(host, silent_poo
     assert [silent_pool["before"]["pids"][u] for u in others] == [
         silent_pool["after"][u] for u in others
     ]
+
+
+def test_a_check_mode_run_with_diff_prints_no_secret(silent_pool):
+    check = silent_pool["check"]
+    output = check.stdout + check.stderr
+    secrets = _secrets()
+    assert "changed:" in output and secrets, "expected a check run that previews changes"
+    assert [name for name, secret in secrets.items() if secret in output] == []
 
 
 def test_a_tagged_run_runs_only_its_phase(host, silent_pool):
