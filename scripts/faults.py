@@ -108,12 +108,8 @@ def report(host: Host, prefix: str) -> dict:
 
 
 def wait_started(host: Host, prefix: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if report(host, prefix)["started"] >= 1:
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"no task of {prefix} started within {timeout} s")
+    if not _until(lambda: report(host, prefix)["started"] >= 1, timeout, interval=0.5):
+        raise RuntimeError(f"no task of {prefix} started within {timeout} s")
 
 
 def drain(host: Host, prefix: str, ids: list[str], since: float, timeout: float, duration: float):
@@ -360,13 +356,20 @@ def _heartbeat_interval(host: Host) -> float:
     return float(value.strip().strip("'\"") or 10)
 
 
-def _eventually_active(host: Host, unit: str, timeout: float = 60) -> bool:
+def _until(predicate, timeout: float, interval: float = 1.0) -> bool:
+    """Call predicate every interval seconds until it is true (True) or timeout passed (False)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if host.run(f"systemctl is-active {unit}").stdout.strip() == "active":
+        if predicate():
             return True
-        time.sleep(1)
+        time.sleep(interval)
     return False
+
+
+def _eventually_active(host: Host, unit: str, timeout: float = 60) -> bool:
+    return _until(
+        lambda: host.run(f"systemctl is-active {unit}").stdout.strip() == "active", timeout
+    )
 
 
 def _wait_health(host: Host, timeout: float) -> bool:
@@ -377,12 +380,9 @@ def _wait_health(host: Host, timeout: float) -> bool:
         "except Exception as exc:\n"
         "    print(getattr(exc, 'code', 0))\n"
     )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if host.run(f"python3 -c {shlex.quote(code)}").stdout.strip() == "200":
-            return True
-        time.sleep(1)
-    return False
+    return _until(
+        lambda: host.run(f"python3 -c {shlex.quote(code)}").stdout.strip() == "200", timeout
+    )
 
 
 def problems(row: Row) -> list[str]:
