@@ -163,6 +163,18 @@ class Suite:
             host.ok(f"sed -n 's/^CELERY_VISIBILITY_TIMEOUT=//p' /etc/{NAME}/{NAME}.env").strip()
             or 3600
         )
+        # Redis: how long a dead worker's tasks wait in `unacked` before they come back: one
+        # round of the role's unacked-task timer after they are min_age old, or, with the
+        # timer off, the visibility timeout.
+        self.reclaim = self.visibility if self.broker == "redis" else 0.0
+        timer = f"{NAME}-unacked.timer"
+        if (
+            self.broker == "redis"
+            and host.run(f"systemctl is-active {timer}").stdout.strip() == "active"
+        ):
+            interval = host.ok(f"sed -n 's/^OnUnitActiveSec=//p' /etc/systemd/system/{timer}")
+            config = json.loads(host.ok(f"cat /etc/{NAME}/unacked.json"))
+            self.reclaim = float(interval.strip()) + float(config["min_age"])
 
     def prefix(self, label: str) -> str:
         return f"fault-{label}-{uuid.uuid4().hex[:6]}"
@@ -194,12 +206,12 @@ class Suite:
             self.host.ok(f"kill -KILL {self.host.main_pid(UNIT)}")
             if self.broker == "redis":
                 return (
-                    f"Redis: the running and reserved tasks come back when the visibility timeout "
-                    f"({self.visibility:g} s) expires"
+                    f"Redis: the unacked-task timer gives the running and reserved tasks back "
+                    f"(within {self.reclaim:g} s)"
                 )
             return "RabbitMQ: the closed connection returns unacked messages at once"
 
-        timeout = self.visibility + self.count * self.duration * 3 + 90
+        timeout = self.reclaim + self.count * self.duration * 3 + 90
         return self.simple("main-kill", "SIGKILL of the worker's main process", inject, timeout)
 
     # 3
@@ -275,7 +287,7 @@ class Suite:
             ]
             return "every service came back by itself" if not down else f"NOT back: {down}"
 
-        timeout = self.visibility + self.count * self.duration * 3 + 120
+        timeout = self.reclaim + self.count * self.duration * 3 + 120
         return self.simple("reboot", "host reboot with a backlog queued", inject, timeout)
 
     # 7
@@ -499,7 +511,12 @@ def main(argv: list[str] | None = None) -> int:
         section = (
             f"## {heading}\n\n{time.strftime('%Y-%m-%d')}, {host_facts(host, suite.broker)}, "
             f"{'long' if args.full else 'short'} form"
-            + (f", visibility timeout {suite.visibility:g} s" if suite.broker == "redis" else "")
+            + (
+                f", visibility timeout {suite.visibility:g} s, dead workers' tasks given back "
+                f"within {suite.reclaim:g} s"
+                if suite.broker == "redis"
+                else ""
+            )
             + f":\n\n    python scripts/faults.py {shlex.join(sys.argv[1:])}"
             f"\n\n{table(rows)}\n"
         )

@@ -32,6 +32,11 @@ CASES = {
         r"django_celery_visibility_timeout \(300 s\) must be greater than "
         r"django_celery_task_time_limit \(360 s\)",
     ),
+    "reclaim_min_age_below_10_seconds": (
+        {"django_celery_reclaim_min_age": 5},
+        r"django_celery_reclaim_interval \(60 s\) and django_celery_reclaim_min_age \(5 s\) "
+        r"must each be 10 or more",
+    ),
     "duplicate_pool_names": (
         {"django_celery_worker_pools": [{"name": "io"}, {"name": "cpu"}, {"name": "io"}]},
         r"django_celery_worker_pools is invalid.*pool names must be unique\s+\(duplicates: io\)",

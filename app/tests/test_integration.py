@@ -109,22 +109,3 @@ def test_slow_task_completion_is_recorded_once(celery_worker):
         "duplicated": 0,
         "ids": [task_id],
     }
-
-
-def test_broker_unacked_counts_a_running_acks_late_task_until_it_finishes(celery_worker):
-    task_id = f"unacked-{uuid.uuid4().hex}"
-    result = tasks.slow.apply_async(args=(task_id, 3))
-    wait_for(
-        lambda: SlowTaskCompletion.objects.filter(task_id=task_id, starts=1).exists(),
-        timeout=20,
-        what="the slow task to start",
-    )
-    running = json.loads(manage("broker_unacked").stdout)
-    result.get(timeout=30)
-    done = wait_for(
-        lambda: (report := json.loads(manage("broker_unacked").stdout))["unacked"] == 0 and report,
-        timeout=10,
-        what="the acknowledgement",
-    )
-    assert running["unacked"] >= 1 and 0 <= running["oldest_age_seconds"] < 10
-    assert done["oldest_age_seconds"] is None

@@ -4,12 +4,15 @@ import re
 import shlex
 import time
 
-from conftest import NAME, POOLS, run_ok, unit_of
+from conftest import NAME, POOLS, SCENARIO, run_ok, unit_of
 
 # systemd-analyze security's overall exposure, 0 (locked down) to 10 (exposed). The role's
 # units score 1.7; docs/RELIABILITY.md lists the directives left out and why.
 MAX_EXPOSURE = 2.0
 UNITS = [unit_of(pool) for pool in POOLS] + [f"{NAME}-beat.service", f"{NAME}-web.service"]
+# The unacked-task timer's service exists on Redis only.
+if SCENARIO.get("django_celery_broker", "redis") == "redis":
+    UNITS.append(f"{NAME}-unacked.service")
 
 
 def exposure(host, unit: str) -> float:
@@ -46,3 +49,17 @@ def test_worker_refuses_a_pickle_payload(host):
         f"from proj.celery import app; print(app.AsyncResult({task_id!r}).state)",
     )
     assert state.strip().splitlines()[-1] == "PENDING"
+
+
+def test_a_worker_started_by_hand_as_root_refuses_to_run(host):
+    """The deployed worker command, with the services' environment, run as root instead of the
+    app user: it exits at start, naming the way to run it, before it takes any task."""
+    app_module = SCENARIO.get("django_celery_app_module", "proj")
+    start = (
+        f"set -a; . /etc/{NAME}/{NAME}.env; set +a; cd /srv/{NAME}/current/src && "
+        f"timeout 60 /srv/{NAME}/current/venv/bin/celery --app={app_module} worker --pool=solo "
+        "--queues=refuse-root-probe --hostname=refuse-root-probe@%h"
+    )
+    result = host.run(f"sh -c {shlex.quote(start)}")
+    assert result.rc not in (0, 124), result.rc
+    assert "refusing to run a Celery worker as root" in result.stdout + result.stderr

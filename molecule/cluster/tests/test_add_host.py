@@ -1,0 +1,175 @@
+"""Growing and shrinking a running fleet with site.yml, as an operator would: a fresh fifth
+container is added to the workers group of a copy of the inventory, one site.yml run brings it
+into the fleet (the broker and database firewall learn its address, it runs tasks) while the
+hosts already running are left untouched; taking it out of the inventory again and re-running
+the infrastructure phase takes its address out of the firewall.
+
+This module runs first of the scenario's tests (alphabetical order) and removes its host
+before the others start.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from fleet import (
+    APP_HOSTS,
+    BROKER,
+    EPHEMERAL,
+    INVENTORY,
+    SCENARIO,
+    WORKER_HOSTS,
+    node,
+    recap,
+    services_snapshot,
+    shell,
+    site_yml,
+)
+
+testinfra_hosts = [f"ansible://{APP_HOSTS[0]}"]
+
+NEW = "dc-cluster-worker3"
+NEW_HOSTNAME = "worker3"
+# Copied from: the platform whose image and options the new host shares.
+TEMPLATE = "dc-cluster-worker1"
+FIREWALL_SET = "nft --json list set inet django_celery_djangoapp fleet"
+
+
+def docker_run_argv() -> list[str]:
+    """`docker run` for the new host, with the options Molecule gives the template platform."""
+    platforms = yaml.safe_load((SCENARIO / "molecule.yml").read_text())["platforms"]
+    spec = next(p for p in platforms if p["name"] == TEMPLATE)
+    argv = ["docker", "run", "-d", "--name", NEW, "--hostname", NEW_HOSTNAME]
+    argv += ["--cgroupns", spec["cgroupns_mode"]]
+    for network in spec["networks"]:
+        argv += ["--network", network["name"]]
+    for volume in spec["volumes"]:
+        argv += ["-v", volume]
+    for tmpfs in spec["tmpfs"]:
+        argv += ["--tmpfs", tmpfs]
+    for option in spec["security_opts"]:
+        argv += ["--security-opt", option]
+    for capability in spec["capabilities"]:
+        argv += ["--cap-add", capability]
+    return [*argv, spec["image"], *shlex.split(spec["command"])]
+
+
+def inventory_with_new_worker() -> str:
+    """A copy of Molecule's inventory directory (group_vars and .secrets included, so the same
+    secrets resolve) with the new host in the django_celery and workers groups."""
+    source = Path(INVENTORY).parent
+    copy = EPHEMERAL / "inventory-added-host"
+    subprocess.run(["rm", "-rf", str(copy)], check=True)
+    subprocess.run(["cp", "-a", str(source), str(copy)], check=True)
+    inventory_file = copy / Path(INVENTORY).name
+    inventory = yaml.safe_load(inventory_file.read_text())
+    connection = {"ansible_connection": "community.docker.docker"}
+    for group in ("django_celery", "django_celery_workers"):
+        inventory[group]["hosts"][NEW] = connection
+    inventory["all"]["hosts"][NEW] = connection
+    inventory_file.write_text(yaml.safe_dump(inventory))
+    return str(inventory_file)
+
+
+def fleet_set(broker) -> list[str]:
+    """The addresses in the role's firewall set on the broker host."""
+    listing = json.loads(broker.check_output(FIREWALL_SET))
+    elements = next(item["set"] for item in listing["nftables"] if "set" in item)
+    return sorted(elements.get("elem", []))
+
+
+def remove_new_host() -> None:
+    subprocess.run(["docker", "rm", "-f", "-v", NEW], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def grown():
+    """The fleet before and after one site.yml run with the new host in the inventory; the new
+    host is removed again, and the infrastructure phase re-run without it, when done."""
+    remove_new_host()
+    subprocess.run(docker_run_argv(), capture_output=True, text=True, check=True)
+    before = services_snapshot()
+    began = time.monotonic()
+    # At -vvv with --diff: a fresh host gets every secret written, the database password too.
+    result = site_yml("-vvv", "--diff", inventory=inventory_with_new_worker())
+    took = time.monotonic() - began
+    after = services_snapshot()
+    address = subprocess.run(
+        ["docker", "exec", NEW, "hostname", "-I"], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    try:
+        yield {"result": result, "before": before, "after": after, "address": address, "took": took}
+    finally:
+        remove_new_host()
+
+
+@pytest.fixture(scope="module")
+def shrunk(grown):
+    """The fleet after the new host left the inventory: the infrastructure phase run again
+    with Molecule's own inventory."""
+    remove_new_host()
+    result = site_yml("--tags", "django_celery_infrastructure")
+    return {"result": result, "address": grown["address"]}
+
+
+def test_one_site_yml_run_brings_a_new_worker_host_into_the_running_fleet(grown):
+    result = grown["result"]
+    print(f"site.yml with a fifth host: {grown['took']:.0f} s")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert recap(result.stdout)[NEW]["failed"] == 0
+
+
+def test_the_new_worker_host_runs_tasks_sent_from_the_web_host(grown, host):
+    """Eighteen 1-second tasks on the slow queue: three hosts of two processes each (prefetch
+    1) share them, so each host must run some; each completion records its host."""
+    prefix = "grown"
+    code = (
+        "import json; from proj.celery import app; from demo.models import SlowTaskCompletion; "
+        f"SlowTaskCompletion.objects.filter(task_id__startswith='{prefix}-').delete(); "
+        f"rs = [app.send_task('demo.tasks.slow', args=['{prefix}-%d' % i, 1], queue='slow') "
+        "for i in range(18)]; [r.get(timeout=120) for r in rs]; "
+        f"rows = SlowTaskCompletion.objects.filter(task_id__startswith='{prefix}-'); "
+        "print(json.dumps(sorted(set(rows.values_list('hostname', flat=True)))))"
+    )
+    assert json.loads(shell(host, code)) == sorted([*WORKER_HOSTS.values(), NEW_HOSTNAME])
+
+
+def test_adding_a_host_at_vvv_with_diff_prints_no_secret(grown):
+    """Every secret kept on the controller (broker and database passwords, SECRET_KEY, Redis's
+    lock on its default user, for both projects of the fleet) is absent from the output."""
+    output = grown["result"].stdout + grown["result"].stderr
+    secrets = {
+        f"{path.parent.name}/{path.name}": path.read_text().split()[0]
+        for path in (Path(INVENTORY).parent / ".secrets").glob("*/*")
+    }
+    assert len(output) > 100_000 and "djangoapp/database_password" in secrets, sorted(secrets)
+    assert [name for name, secret in secrets.items() if secret in output] == []
+
+
+def test_the_broker_firewall_lets_the_new_host_in(grown):
+    assert grown["address"], "the new host was not provisioned"
+    assert grown["address"] in fleet_set(node(BROKER))
+
+
+def test_the_hosts_already_running_were_not_changed(grown):
+    counts = recap(grown["result"].stdout)
+    assert {name: counts[name]["changed"] for name in APP_HOSTS} == dict.fromkeys(APP_HOSTS, 0)
+
+
+def test_the_services_already_running_were_not_restarted(grown):
+    """Same main PID, same start time, for every service of every app host already running."""
+    assert grown["after"] == grown["before"]
+
+
+def test_taking_the_host_out_of_the_inventory_takes_it_out_of_the_firewall(grown, shrunk):
+    result = shrunk["result"]
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    addresses = fleet_set(node(BROKER))
+    assert shrunk["address"] not in addresses
+    assert len(addresses) == len(APP_HOSTS) + 1, addresses

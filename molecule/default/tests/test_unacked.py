@@ -1,0 +1,60 @@
+"""The role's unacked-task command and timer (Redis): a task a live worker runs is reported as
+held and never given back; the timer runs on the beat host. (That a dead worker's tasks come
+back within one round is the fault suite's main-process row.)"""
+
+import json
+import time
+
+from conftest import (
+    NAME,
+    run_ok,
+    send_slow_tasks,
+    slow_task_runs,
+    unique_id,
+    wait_for,
+    wait_for_slow_tasks,
+)
+
+UNACKED = f"/usr/local/bin/{NAME}-unacked"
+TIMER = f"{NAME}-unacked.timer"
+SERVICE = f"{NAME}-unacked.service"
+
+
+def rounds_since(host, cursor: str) -> list[dict]:
+    """The reports the timer's rounds printed to the journal since a cursor."""
+    out = host.check_output(f"journalctl -u {SERVICE} --after-cursor={cursor!r} -o cat --no-pager")
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def journal_cursor(host) -> str:
+    out = host.check_output("journalctl -n 0 --show-cursor --no-pager")
+    return out.split("-- cursor: ", 1)[1].strip()
+
+
+def test_unacked_timer_runs_on_the_beat_host(host):
+    timer = host.service(TIMER)
+    assert (timer.is_running, timer.is_enabled) == (True, True)
+
+
+def test_a_task_a_live_worker_runs_is_reported_held_and_never_given_back(host, settings):
+    """A task running longer than the minimum age plus a round: the command counts it among
+    the old entries and not as orphaned, the timer's rounds leave it alone, and it starts
+    once."""
+    config = json.loads(host.file(f"/etc/{NAME}/unacked.json").content_string)
+    interval = settings["django_celery_reclaim_interval"]
+    duration = config["min_age"] + interval + 8
+    assert duration < settings["django_celery_task_soft_time_limit"], (
+        "the scenario's limits are too short"
+    )
+    cursor = journal_cursor(host)
+    prefix = unique_id("held")
+    send_slow_tasks(host, prefix, 1, duration)
+    assert wait_for(lambda: slow_task_runs(host, prefix)["started"] == 1, 30, 0.5), "no start"
+    time.sleep(config["min_age"] + 2)
+    report = json.loads(run_ok(host, UNACKED))
+    assert (report["older_than_min_age"], report["orphaned"], report["not_answering"]) == (1, 0, [])
+    runs = wait_for_slow_tasks(host, prefix, 1, timeout=duration + 30)
+    assert (runs["started"], runs["completed"]) == (1, 1), runs
+    rounds = [r for r in rounds_since(host, cursor) if r["older_than_min_age"]]
+    assert rounds, "no round of the timer saw the running task"
+    assert [r["reclaimed"] for r in rounds] == [0] * len(rounds)

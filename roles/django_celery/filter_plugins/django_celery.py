@@ -1,0 +1,108 @@
+"""Filters of the django_celery role: the loops its variables need, kept out of Jinja.
+
+Each filter takes plain data (lists and mappings; hostvars behaves as one) so that
+tests/test_filters.py can call it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+LOOPBACK = "127.0.0.1"
+
+
+def private_address(host_vars: Mapping) -> str:
+    """Where the other hosts of the fleet reach a host: its django_celery_private_address when
+    its inventory sets one, else the address of its default route (from its facts)."""
+    address = host_vars.get("django_celery_private_address")
+    if address:
+        return str(address)
+    facts = host_vars.get("ansible_facts") or {}
+    default_ipv4 = facts.get("default_ipv4") or {}
+    if not default_ipv4.get("address"):
+        name = host_vars.get("inventory_hostname", "a host of the fleet")
+        raise ValueError(
+            f"{name} has no django_celery_private_address and no default IPv4 route in its "
+            "facts: gather its facts in the same run, or set django_celery_private_address"
+        )
+    return str(default_ipv4["address"])
+
+
+def fleet_addresses(hosts: Iterable[str], hostvars: Mapping) -> list[str]:
+    """The private address of every host of the fleet, each once, in inventory order."""
+    addresses: list[str] = []
+    for host in hosts:
+        address = private_address(hostvars[host])
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+def group_addresses(
+    group_names: Iterable[str], groups: Mapping, hostvars: Mapping, inventory_hostname: str
+) -> dict[str, str]:
+    """Where this host reaches the service of each group (broker, database): loopback on a host
+    of the group itself or when the inventory has no such group, otherwise the private
+    address of the group's first host."""
+    found = {}
+    for group in group_names:
+        members = list(groups.get(group) or [])
+        if not members or inventory_hostname in members:
+            found[group] = LOOPBACK
+        else:
+            found[group] = private_address(hostvars[members[0]])
+    return found
+
+
+def pools(worker_pools: Iterable[Mapping], default_concurrency: int) -> list[dict]:
+    """Each worker pool with every option filled in: the queues default to Celery's own
+    (celery), the concurrency to the host's CPU count, the pool to prefork."""
+    filled = []
+    for pool in worker_pools:
+        filled.append(
+            {
+                "name": pool["name"],
+                "queues": list(pool.get("queues") or ["celery"]),
+                "concurrency": pool.get("concurrency") or default_concurrency,
+                "pool": pool.get("pool") or "prefork",
+                "max_tasks_per_child": pool.get("max_tasks_per_child"),
+                "max_memory_per_child": pool.get("max_memory_per_child"),
+                "extra_args": list(pool.get("extra_args") or []),
+            }
+        )
+    return filled
+
+
+def worker_nodes(
+    hosts: Iterable[str], hostvars: Mapping, default_pools: Iterable[Mapping]
+) -> list[str]:
+    """The Celery node names (pool@hostname) the fleet's worker hosts run: each host's own
+    django_celery_worker_pools when its inventory sets them, else the default ones."""
+    nodes = []
+    for host in hosts:
+        host_vars = hostvars[host]
+        nodename = (host_vars.get("ansible_facts") or {}).get("nodename") or host
+        for pool in host_vars.get("django_celery_worker_pools") or default_pools:
+            nodes.append(f"{pool['name']}@{nodename}")
+    return sorted(nodes)
+
+
+def duplicates(items: Iterable) -> list:
+    """The items that occur more than once, each once, in order of first repetition."""
+    seen, repeated = [], []
+    for item in items:
+        if item in seen and item not in repeated:
+            repeated.append(item)
+        seen.append(item)
+    return repeated
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "django_celery_duplicates": duplicates,
+            "django_celery_fleet_addresses": fleet_addresses,
+            "django_celery_group_addresses": group_addresses,
+            "django_celery_pools": pools,
+            "django_celery_worker_nodes": worker_nodes,
+        }

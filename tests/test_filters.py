@@ -1,0 +1,108 @@
+"""The role's filter plugins, called with plain data as Ansible calls them with hostvars."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+PLUGIN = (
+    Path(__file__).resolve().parent.parent / "roles/django_celery/filter_plugins/django_celery.py"
+)
+spec = importlib.util.spec_from_file_location("django_celery_filters", PLUGIN)
+filters = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(filters)
+
+HOSTVARS = {
+    "broker": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.2"}, "nodename": "broker"}},
+    "web": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.3"}, "nodename": "web"}},
+    "worker1": {
+        "django_celery_private_address": "192.168.1.4",
+        "ansible_facts": {"default_ipv4": {"address": "10.0.0.4"}, "nodename": "worker1.example"},
+    },
+    "worker2": {
+        "ansible_facts": {"default_ipv4": {"address": "10.0.0.5"}, "nodename": "worker2"},
+        "django_celery_worker_pools": [{"name": "gpu"}],
+    },
+    "no-facts": {"inventory_hostname": "no-facts"},
+}
+
+
+def test_fleet_addresses_prefer_the_private_address_over_the_default_route():
+    hosts = ["broker", "web", "worker1", "worker2"]
+    assert filters.fleet_addresses(hosts, HOSTVARS) == [
+        "10.0.0.2",
+        "10.0.0.3",
+        "192.168.1.4",
+        "10.0.0.5",
+    ]
+
+
+def test_fleet_addresses_list_a_shared_address_once():
+    hostvars = {**HOSTVARS, "web": {"django_celery_private_address": "10.0.0.2"}}
+    assert filters.fleet_addresses(["broker", "web"], hostvars) == ["10.0.0.2"]
+
+
+def test_a_host_without_facts_or_private_address_is_named_in_the_error():
+    with pytest.raises(ValueError, match="no-facts has no django_celery_private_address"):
+        filters.fleet_addresses(["broker", "no-facts"], HOSTVARS)
+
+
+def test_group_addresses_are_loopback_on_a_host_of_the_group():
+    groups = {"brokers": ["broker"], "databases": ["broker"]}
+    found = filters.group_addresses(["brokers", "databases"], groups, HOSTVARS, "broker")
+    assert found == {"brokers": "127.0.0.1", "databases": "127.0.0.1"}
+
+
+def test_group_addresses_point_other_hosts_at_the_groups_first_host():
+    groups = {"brokers": ["worker1", "broker"], "databases": ["broker"]}
+    found = filters.group_addresses(["brokers", "databases"], groups, HOSTVARS, "web")
+    assert found == {"brokers": "192.168.1.4", "databases": "10.0.0.2"}
+
+
+def test_group_addresses_are_loopback_when_the_group_is_missing_or_empty():
+    found = filters.group_addresses(["brokers", "databases"], {"databases": []}, HOSTVARS, "web")
+    assert found == {"brokers": "127.0.0.1", "databases": "127.0.0.1"}
+
+
+def test_pools_fill_in_the_defaults():
+    assert filters.pools([{"name": "default"}], 4) == [
+        {
+            "name": "default",
+            "queues": ["celery"],
+            "concurrency": 4,
+            "pool": "prefork",
+            "max_tasks_per_child": None,
+            "max_memory_per_child": None,
+            "extra_args": [],
+        }
+    ]
+
+
+def test_pools_keep_the_values_given():
+    given = {
+        "name": "io",
+        "queues": ["mail", "sms"],
+        "concurrency": 20,
+        "pool": "threads",
+        "max_tasks_per_child": 100,
+        "max_memory_per_child": 200000,
+        "extra_args": ["--without-gossip"],
+    }
+    assert filters.pools([given], 4) == [given]
+
+
+def test_worker_nodes_name_each_pool_at_each_worker_hosts_node_name():
+    nodes = filters.worker_nodes(
+        ["worker1", "worker2"], HOSTVARS, [{"name": "default"}, {"name": "slow"}]
+    )
+    assert nodes == ["default@worker1.example", "gpu@worker2", "slow@worker1.example"]
+
+
+def test_duplicates_lists_each_repeated_item_once():
+    assert filters.duplicates(["io", "cpu", "io", "mail", "io", "cpu"]) == ["io", "cpu"]
+
+
+def test_duplicates_of_distinct_items_are_none():
+    assert filters.duplicates(["io", "cpu"]) == []
