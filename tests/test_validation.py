@@ -37,6 +37,10 @@ CASES = {
         r"django_celery_reclaim_interval \(60 s\) and django_celery_reclaim_min_age \(5 s\) "
         r"must each be 10 or more",
     ),
+    "redis_instance_with_a_slash": (
+        {"django_celery_redis_instance": "../etc"},
+        r"django_celery_redis_instance \(\"../etc\"\) must be empty",
+    ),
     "duplicate_pool_names": (
         {"django_celery_worker_pools": [{"name": "io"}, {"name": "cpu"}, {"name": "io"}]},
         r"django_celery_worker_pools is invalid.*pool names must be unique\s+\(duplicates: io\)",

@@ -1,0 +1,120 @@
+"""Two projects on one host, side by side: the sample app on the host's main Redis, and the shop
+test project (molecule/default/converge.yml) on a Redis instance of its own. Each runs its
+tasks through its own broker; neither's broker credentials open the other's Redis; a third
+project that would share a Redis is refused before anything changes."""
+
+import json
+import os
+import re
+import shlex
+
+import pytest
+from conftest import NAME, ansible_playbook, run_ok
+
+SHOP = "shop"
+SHOP_REDIS = "redis-server@shop.service"
+SHOP_PORT = 6380
+
+
+def redis_as(host, project: str, port: int, *args: str) -> str:
+    """redis-cli with the broker user and password of a project (read on the host from its
+    environment file, so no secret reaches the command line), against a Redis port: what it
+    printed, errors included."""
+    command = " ".join(shlex.quote(a) for a in args)
+    script = (
+        f"set -a; . /etc/{project}/{project}.env; "
+        "url=${CELERY_BROKER_URL#redis://}; creds=${url%%@*}; "
+        f"exec redis-cli --no-auth-warning -h 127.0.0.1 -p {port} "
+        '--user "${creds%%:*}" --pass "$(python3 -c "import sys, urllib.parse; '
+        'print(urllib.parse.unquote(sys.argv[1]))" "${creds#*:}")" '
+        f"{command}"
+    )
+    result = host.run(f"sh -c {shlex.quote(script)}")
+    return (result.stdout + result.stderr).strip()
+
+
+def test_the_second_project_runs_its_tasks_through_its_own_redis(host):
+    env = host.file(f"/etc/{SHOP}/{SHOP}.env").content_string
+    assert f"@127.0.0.1:{SHOP_PORT}/" in env
+    code = (
+        "from shop.celery import app; "
+        "print(app.send_task('shop.tasks.ping', queue='shop').get(timeout=60))"
+    )
+    out = run_ok(host, f"{SHOP}-manage", "shell", "-c", code)
+    assert out.strip().splitlines()[-1].startswith("pong from ")
+
+
+def test_the_first_project_still_runs_its_tasks(host):
+    out = run_ok(
+        host, f"{NAME}-manage", "run_task", "demo.tasks.add", "20", "22", "--timeout", "60"
+    )
+    assert json.loads(out.strip().splitlines()[-1]) == 42
+
+
+def test_the_second_projects_redis_is_an_instance_of_its_own(host):
+    service = host.service(SHOP_REDIS)
+    assert (service.is_running, service.is_enabled) == (True, True)
+    listening = [s for s in host.socket.get_listening_sockets() if s.endswith(f":{SHOP_PORT}")]
+    assert listening and all(s.startswith(("tcp://127.", "tcp://::1")) for s in listening), (
+        listening
+    )
+
+
+def test_each_redis_holds_only_its_own_projects_user(host):
+    users = {
+        path: re.findall(r"^user (\S+)", host.file(path).content_string, re.M)
+        for path in ("/etc/redis/users.acl", "/etc/redis/users-shop.acl")
+    }
+    assert users == {
+        "/etc/redis/users.acl": ["default", NAME],
+        "/etc/redis/users-shop.acl": ["default", SHOP],
+    }
+
+
+def test_each_projects_credentials_work_on_its_own_redis_only(host):
+    results = {
+        (project, port): redis_as(host, project, port, "ping")
+        for project in (NAME, SHOP)
+        for port in (6379, SHOP_PORT)
+    }
+    assert results[(NAME, 6379)] == results[(SHOP, SHOP_PORT)] == "PONG", results
+    # redis-cli reports the refused AUTH, then the PING refused without it.
+    assert "WRONGPASS" in results[(NAME, SHOP_PORT)] and "PONG" not in results[(NAME, SHOP_PORT)]
+    assert "WRONGPASS" in results[(SHOP, 6379)] and "PONG" not in results[(SHOP, 6379)]
+
+
+@pytest.fixture(scope="module")
+def third_project_on_the_main_redis(host):
+    """A third project with the role's Redis and no instance of its own."""
+    shop = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "..", "resources", "shop")
+    extra = {
+        "django_celery_name": "blog",
+        "django_celery_source_path": shop,
+        "django_celery_settings_module": "shop.settings",
+        "django_celery_app_module": "shop",
+        "django_celery_wsgi_module": "shop.wsgi:application",
+        "django_celery_post_deploy_commands": [],
+        "django_celery_web_bind": "127.0.0.1:8002",
+    }
+    acl = host.file("/etc/redis/users.acl").content_string
+    result = ansible_playbook("-e", json.dumps(extra))
+    return {"result": result, "acl_before": acl}
+
+
+def test_a_third_project_sharing_the_main_redis_is_refused_naming_the_variable(
+    third_project_on_the_main_redis,
+):
+    result = third_project_on_the_main_redis["result"]
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "already serves another project" in output and "django_celery_redis_instance" in output
+
+
+def test_a_refused_third_project_changes_nothing(host, third_project_on_the_main_redis):
+    result = third_project_on_the_main_redis["result"]
+    assert re.findall(r"changed=(\d+)", result.stdout) == ["0"], result.stdout[-2000:]
+    assert not host.file("/etc/blog").exists
+    assert (
+        host.file("/etc/redis/users.acl").content_string
+        == third_project_on_the_main_redis["acl_before"]
+    )
