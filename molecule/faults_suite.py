@@ -33,9 +33,21 @@ def suite(host):
         os.environ["MOLECULE_INVENTORY_FILE"],
         str(ROOT / "molecule" / "resources" / "converge.yml"),
     ]
-    yield faults.Suite(faults.Host(host.backend.host), FULL, release)
+    suite = faults.Suite(faults.Host(host.backend.host), FULL, release)
+    yield suite
     out = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp")) / "faults.json"
     out.write_text(json.dumps([asdict(row) for row in ROWS], indent=1))
+    # For the record (the log tests run before the faults): what the broker logged as errors or
+    # crashes while its faults were injected.
+    logs = (
+        "/var/log/rabbitmq/*.log"
+        if faults.broker_of(suite.host) == "rabbitmq"
+        else "/var/log/redis/*.log"
+    )
+    found = host.run(
+        f"grep -h -i -A3 -e 'crash report' -e crasher -e '\\[error\\]' {logs} | tail -60"
+    )
+    print(f"broker log after the fault suite ({logs}):\n{found.stdout or 'no error or crash'}")
 
 
 def run(suite, name: str):

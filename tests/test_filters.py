@@ -106,3 +106,41 @@ def test_duplicates_lists_each_repeated_item_once():
 
 def test_duplicates_of_distinct_items_are_none():
     assert filters.duplicates(["io", "cpu"]) == []
+
+
+NEEDS = [
+    {"names": ["gunicorn"], "pin": "gunicorn==27.0.1"},
+    {"names": ["redis"], "pin": "redis==8.1.0"},
+    {"names": ["psycopg", "psycopg2", "psycopg2-binary"], "pin": "psycopg[binary]==3.3.9"},
+    {"names": ["django-celery-beat"], "pin": "django-celery-beat==2.9.0"},
+]
+
+
+def test_missing_packages_are_the_pins_of_what_the_virtualenv_lacks():
+    installed = [{"name": "Django", "version": "5.2"}, {"name": "celery", "version": "5.7.0"}]
+    assert filters.missing_packages(NEEDS, installed) == [need["pin"] for need in NEEDS]
+
+
+def test_the_projects_own_packages_win_whatever_their_version_or_spelling():
+    installed = [
+        {"name": "gunicorn", "version": "22.0.0"},
+        {"name": "psycopg2_binary", "version": "2.9.9"},
+        {"name": "Django_Celery.Beat", "version": "2.5.0"},
+    ]
+    assert filters.missing_packages(NEEDS, installed) == ["redis==8.1.0"]
+
+
+def test_python_targets_list_each_version_and_architecture_once():
+    def facts(major, minor, arch):
+        python = {"version": {"major": major, "minor": minor}}
+        return {"ansible_facts": {"python": python, "architecture": arch}}
+
+    hostvars = {
+        "a": facts(3, 11, "x86_64"),
+        "b": facts(3, 13, "x86_64"),
+        "c": facts(3, 11, "x86_64"),
+    }
+    assert filters.python_targets(["a", "b", "c"], hostvars) == [
+        {"python": "3.11", "arch": "x86_64"},
+        {"python": "3.13", "arch": "x86_64"},
+    ]

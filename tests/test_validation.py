@@ -41,6 +41,86 @@ CASES = {
         {"django_celery_redis_instance": "../etc"},
         r"django_celery_redis_instance \(\"../etc\"\) must be empty",
     ),
+    "web_bind_not_an_address": (
+        {"django_celery_web_bind": "not-an-address"},
+        r"django_celery_web_bind \(\"not-an-address\"\) must be HOST:PORT",
+    ),
+    "web_bind_port_out_of_range": (
+        {"django_celery_web_bind": "127.0.0.1:70000"},
+        r"django_celery_web_bind \(\"127.0.0.1:70000\"\) must be HOST:PORT",
+    ),
+    "web_workers_zero": (
+        {"django_celery_web_workers": 0},
+        r"django_celery_web_workers \(0\) 1 or more",
+    ),
+    "redis_port_zero": (
+        {"django_celery_redis_port": 0},
+        r"Ports must be from 1 to 65535: django_celery_redis_port is not",
+    ),
+    "database_port_too_high": (
+        {"django_celery_database_port": 65536},
+        r"Ports must be from 1 to 65535: django_celery_database_port is not",
+    ),
+    "secret_key_of_spaces": (
+        {"django_celery_secret_key": " " * 60},
+        r"django_celery_secret_key must be at least 50 characters, not only spaces",
+    ),
+    "secret_key_too_short": (
+        {"django_celery_secret_key": "short-secret"},
+        r"django_celery_secret_key must be at least 50 characters",
+    ),
+    "secret_key_of_one_repeated_character": (
+        {"django_celery_secret_key": "x" * 60},
+        r"with at least 5 different characters",
+    ),
+    "secret_key_with_a_newline": (
+        {"django_celery_secret_key": "k3y-" * 15 + "\nsecond-line"},
+        r"django_celery_secret_key must be .* on one line",
+    ),
+    "broker_password_with_a_newline": (
+        {"django_celery_broker_password": "first\nsecond"},
+        r"django_celery_broker_password must be on one line",
+    ),
+    "database_password_with_a_newline": (
+        {"django_celery_database_password": "first\r\nsecond"},
+        r"django_celery_database_password must be on one line",
+    ),
+    "extra_env_name_with_a_space": (
+        {"django_celery_extra_env": {"A B": "1"}},
+        r"django_celery_extra_env: names must be .* \(bad: \[\"A B\"\]\)",
+    ),
+    "extra_env_name_starting_with_a_digit": (
+        {"django_celery_extra_env": {"1ST": "1"}},
+        r"\(bad: \[\"1ST\"\]\)",
+    ),
+    "extra_env_value_with_a_newline": (
+        {"django_celery_extra_env": {"BANNER": "line one\nline two"}},
+        r"values must be on one line \(with a newline: \[\"BANNER\"\]\)",
+    ),
+    "allowed_host_with_a_space": (
+        {"django_celery_allowed_hosts": ["shop.example.com", "bad host"]},
+        r"django_celery_allowed_hosts entries must be host names .*\[\"bad host\"\] is not",
+    ),
+    "deployment_name_with_capitals": (
+        {"django_celery_name": "My Shop"},
+        r"django_celery_name 'My Shop' is not usable as a user and unit name",
+    ),
+    "no_release_kept": (
+        {"django_celery_keep_releases": 0},
+        r"django_celery_keep_releases must be 1 or more",
+    ),
+    "release_name_with_a_slash": (
+        {"django_celery_release": "../v2"},
+        r"django_celery_release a plain name",
+    ),
+    "git_source_without_a_repository": (
+        {"django_celery_source": "git", "django_celery_git_repo": ""},
+        r"django_celery_source is 'git' but its location is empty",
+    ),
+    "external_broker_url_without_a_scheme": (
+        {"django_celery_broker": "external", "django_celery_broker_url": "localhost:6379"},
+        r"django_celery_broker_url must be a redis://, rediss://, amqp:// or amqps:// URL",
+    ),
     "duplicate_pool_names": (
         {"django_celery_worker_pools": [{"name": "io"}, {"name": "cpu"}, {"name": "io"}]},
         r"django_celery_worker_pools is invalid.*pool names must be unique\s+\(duplicates: io\)",

@@ -1,8 +1,8 @@
 """Growing and shrinking a running fleet with site.yml, as an operator would: a fresh fifth
 container is added to the workers group of a copy of the inventory, one site.yml run brings it
 into the fleet (the broker and database firewall learn its address, it runs tasks) while the
-hosts already running are left untouched; taking it out of the inventory again and re-running
-the infrastructure phase takes its address out of the firewall.
+hosts already running restart nothing; taking it out of the inventory again and re-running
+site.yml takes it out of the firewall and of the hosts the unacked-task timer waits for.
 
 This module runs first of the scenario's tests (alphabetical order) and removes its host
 before the others start.
@@ -11,6 +11,7 @@ before the others start.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import time
@@ -20,6 +21,7 @@ import pytest
 import yaml
 from fleet import (
     APP_HOSTS,
+    BEAT_HOST,
     BROKER,
     EPHEMERAL,
     INVENTORY,
@@ -38,6 +40,7 @@ NEW = "dc-cluster-worker3"
 NEW_HOSTNAME = "worker3"
 # Copied from: the platform whose image and options the new host shares.
 TEMPLATE = "dc-cluster-worker1"
+UNACKED_CONFIG_TASK = "Write the worker nodes it expects to answer, and its limits"
 FIREWALL_SET = "nft --json list set inet django_celery_djangoapp fleet"
 
 
@@ -111,10 +114,10 @@ def grown():
 
 @pytest.fixture(scope="module")
 def shrunk(grown):
-    """The fleet after the new host left the inventory: the infrastructure phase run again
-    with Molecule's own inventory."""
+    """The fleet after the new host left the inventory: site.yml run again with Molecule's own
+    inventory."""
     remove_new_host()
-    result = site_yml("--tags", "django_celery_infrastructure")
+    result = site_yml()
     return {"result": result, "address": grown["address"]}
 
 
@@ -157,9 +160,23 @@ def test_the_broker_firewall_lets_the_new_host_in(grown):
     assert grown["address"] in fleet_set(node(BROKER))
 
 
-def test_the_hosts_already_running_were_not_changed(grown):
-    counts = recap(grown["result"].stdout)
-    assert {name: counts[name]["changed"] for name in APP_HOSTS} == dict.fromkeys(APP_HOSTS, 0)
+def changed_tasks(output: str) -> set[tuple[str, str]]:
+    """(task, host) for every task a run reported changed."""
+    found = set()
+    for block in re.split(r"^(?=TASK \[|RUNNING HANDLER \[)", output, flags=re.M):
+        header = re.match(r"^(?:TASK|RUNNING HANDLER) \[(?:django_celery : )?(.*?)\]", block)
+        if header:
+            for name in re.findall(r"^changed: \[([^\]]+)\]", block, re.M):
+                found.add((header[1], name))
+    return found
+
+
+def test_the_hosts_already_running_changed_only_the_list_of_worker_nodes(grown):
+    """On the hosts already running, the one change is the unacked-task command's list of the
+    worker nodes that must answer (it now names the new host's pools)."""
+    changed = changed_tasks(grown["result"].stdout)
+    on_running = {(task, name) for task, name in changed if name in APP_HOSTS}
+    assert on_running == {(UNACKED_CONFIG_TASK, name) for name in APP_HOSTS}, sorted(changed)
 
 
 def test_the_services_already_running_were_not_restarted(grown):
@@ -173,3 +190,10 @@ def test_taking_the_host_out_of_the_inventory_takes_it_out_of_the_firewall(grown
     addresses = fleet_set(node(BROKER))
     assert shrunk["address"] not in addresses
     assert len(addresses) == len(APP_HOSTS) + 1, addresses
+
+
+def test_taking_the_host_out_of_the_inventory_takes_its_pools_out_of_the_expected_nodes(shrunk):
+    """Else the unacked-task timer would wait forever for the removed host to answer."""
+    assert shrunk["result"].returncode == 0
+    config = json.loads(node(BEAT_HOST).check_output("cat /etc/djangoapp/unacked.json"))
+    assert config["nodes"] and not [n for n in config["nodes"] if n.endswith(f"@{NEW_HOSTNAME}")]

@@ -118,3 +118,26 @@ def test_a_refused_third_project_changes_nothing(host, third_project_on_the_main
         host.file("/etc/redis/users.acl").content_string
         == third_project_on_the_main_redis["acl_before"]
     )
+
+
+def test_the_role_adds_what_it_runs_to_a_project_that_lists_only_django_and_celery(host):
+    """The shop project's requirements list neither gunicorn nor Redis's client (nor Celery's
+    redis extra); its virtualenv has the role's pins of both, and kombu's Redis transport
+    imports."""
+    requirements = host.file(f"/srv/{SHOP}/current/src/requirements.txt").content_string.lower()
+    assert not re.search(r"^(gunicorn|redis|packaging)\b|celery\[", requirements, re.M)
+    listing = run_ok(
+        host, f"/srv/{SHOP}/current/venv/bin/python", "-m", "pip", "list", "--format=json"
+    )
+    versions = {p["name"].lower(): p["version"] for p in json.loads(listing)}
+    assert (versions.get("gunicorn"), versions.get("redis")) == ("27.0.1", "8.1.0"), versions
+    assert "packaging" in versions
+
+
+def test_the_second_projects_web_answers_through_the_gunicorn_the_role_added(host):
+    assert host.service(f"{SHOP}-web.service").is_running
+    code = (
+        "import urllib.request; "
+        "print(urllib.request.urlopen('http://127.0.0.1:8001/', timeout=20).read().decode())"
+    )
+    assert run_ok(host, "python3", "-c", code).strip() == "shop"

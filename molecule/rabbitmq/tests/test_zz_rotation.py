@@ -7,12 +7,13 @@ host twice and restarts every service. The second run restores the generated pas
 host ends as converge left it.
 """
 
+import json
 import os
 import secrets
 from pathlib import Path
 
 import pytest
-from conftest import POOLS, ansible_playbook, manage, unit_of, unit_property
+from conftest import POOLS, SCENARIO, ansible_playbook, manage, unit_of, unit_property
 from rabbitmq_helpers import broker_password, broker_url, connect, with_password
 
 
@@ -40,10 +41,20 @@ def play_output(run: dict) -> str:
     return run["result"].stdout[-3000:] + run["result"].stderr[-2000:]
 
 
+# Characters that need quoting or encoding somewhere on their way (URL, environment file read by
+# systemd and by sh, Python): they must arrive exactly.
+SPECIAL = 'it\'s "quoted" $HOME #hash \\back %p @:/ two  spaces é ü 日本'
+ROUND_TRIP = "ROUND_TRIP_VALUE"
+
+
 @pytest.fixture(scope="module")
 def rotated(host):
-    new = secrets.token_urlsafe(24)
-    run = converge(host, "-e", f"django_celery_broker_password={new}")
+    """A new password made of the special characters above (and random ones), and an extra
+    environment variable holding them."""
+    new = secrets.token_urlsafe(12) + SPECIAL
+    extra_env = {**SCENARIO.get("django_celery_extra_env", {}), ROUND_TRIP: SPECIAL}
+    extra = {"django_celery_broker_password": new, "django_celery_extra_env": extra_env}
+    run = converge(host, "-e", json.dumps(extra))
     run["password"] = new
     return run
 
@@ -58,6 +69,20 @@ def rotated_back(host, rotated):
 def test_rotation_play_succeeds(rotated):
     returncode = rotated["result"].returncode  # not the command line: it holds the password
     assert returncode == 0, play_output(rotated)
+
+
+def test_a_value_with_quotes_dollars_hashes_and_non_ascii_reaches_the_running_worker_exactly(
+    host, rotated
+):
+    pid = rotated["pids"][POOLS[0]["name"]]
+    values = dict(line.split("=", 1) for line in process_env(host, pid).splitlines() if "=" in line)
+    assert values.get(ROUND_TRIP) == SPECIAL
+
+
+def test_a_value_with_quotes_dollars_hashes_and_non_ascii_reaches_manage_py_exactly(host, rotated):
+    code = f"import os, json; print(json.dumps(os.environ[{ROUND_TRIP!r}]))"
+    out = manage(host, "shell", "-c", code)
+    assert json.loads(out.strip().splitlines()[-1]) == SPECIAL
 
 
 def test_rotation_refuses_the_old_password(host, rotated):

@@ -6,6 +6,7 @@ tests/test_filters.py can call it directly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 LOOPBACK = "127.0.0.1"
@@ -97,12 +98,40 @@ def duplicates(items: Iterable) -> list:
     return repeated
 
 
+def _normalized(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def missing_packages(needs: Iterable[Mapping], installed: Iterable[Mapping]) -> list[str]:
+    """The pins of the packages the role runs that the virtualenv lacks. Each need is
+    {'names': [distributions, any of which will do], 'pin': requirement to install}; installed
+    is `pip list --format=json`. A project's own version of a package always wins."""
+    present = {_normalized(package["name"]) for package in installed}
+    return [need["pin"] for need in needs if not present & {_normalized(n) for n in need["names"]}]
+
+
+def python_targets(hosts: Iterable[str], hostvars: Mapping) -> list[dict]:
+    """The Python versions and CPU architectures of the hosts, each once: what the wheelhouse
+    must hold wheels for."""
+    targets = []
+    for host in hosts:
+        facts = hostvars[host]["ansible_facts"]
+        version = facts["python"]["version"]
+        target = {"python": f"{version['major']}.{version['minor']}", "arch": facts["architecture"]}
+        if target not in targets:
+            targets.append(target)
+    return targets
+
+
 class FilterModule:
     def filters(self):
         return {
             "django_celery_duplicates": duplicates,
             "django_celery_fleet_addresses": fleet_addresses,
             "django_celery_group_addresses": group_addresses,
+            "django_celery_missing_packages": missing_packages,
+            "django_celery_python_targets": python_targets,
             "django_celery_pools": pools,
             "django_celery_worker_nodes": worker_nodes,
         }
