@@ -141,3 +141,61 @@ def test_the_second_projects_web_answers_through_the_gunicorn_the_role_added(hos
         "print(urllib.request.urlopen('http://127.0.0.1:8001/', timeout=20).read().decode())"
     )
     assert run_ok(host, "python3", "-c", code).strip() == "shop"
+
+
+# --- Removing a project (last: the shop project is gone afterwards) ---------------------------
+
+SHOP_VARS = {
+    "django_celery_name": SHOP,
+    "django_celery_settings_module": "shop.settings",
+    "django_celery_app_module": "shop",
+    "django_celery_wsgi_module": "shop.wsgi:application",
+    "django_celery_redis_instance": SHOP,
+    "django_celery_redis_port": SHOP_PORT,
+    "django_celery_beat_enabled": False,
+    "django_celery_web_bind": "127.0.0.1:8001",
+    "django_celery_state": "absent",
+}
+
+
+def first_project_pids(host) -> dict:
+    """Main PIDs of the first project's long-running services (web, beat, worker pools)."""
+    units = run_ok(host, "systemctl", "list-units", "--plain", "--no-legend", f"{NAME}-*.service")
+    names = [line.split()[0] for line in units.splitlines() if line.strip()]
+    running = [name for name in names if re.search(r"-(web|beat|worker@[^.]+)\.service$", name)]
+    return {unit: host.service(unit).systemd_properties["MainPID"] for unit in running}
+
+
+@pytest.fixture(scope="module")
+def shop_removed(host):
+    """django_celery_state: absent for the shop project, twice (the second must change nothing)."""
+    source = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "..", "resources", "shop")
+    extra = json.dumps({**SHOP_VARS, "django_celery_source_path": source})
+    before = first_project_pids(host)
+    first = ansible_playbook("-e", extra)
+    again = ansible_playbook("-e", extra)
+    return {"first": first, "again": again, "before": before, "after": first_project_pids(host)}
+
+
+def test_removing_a_project_succeeds_and_a_second_removal_changes_nothing(shop_removed):
+    first, again = shop_removed["first"], shop_removed["again"]
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    assert re.findall(r"changed=(\d+)", again.stdout) == ["0"], again.stdout[-3000:]
+
+
+def test_nothing_of_the_removed_project_is_left_on_the_host(host, shop_removed):
+    paths = [f"/etc/{SHOP}", f"/srv/{SHOP}", f"/var/lib/{SHOP}", f"/var/cache/{SHOP}"]
+    paths += [f"/usr/local/bin/{SHOP}-{tool}" for tool in ("manage", "celery", "unacked")]
+    paths += ["/etc/redis/redis-shop.conf", "/etc/redis/users-shop.acl", "/var/lib/redis/shop"]
+    assert [path for path in paths if host.file(path).exists] == []
+    units = host.run(f"systemctl list-unit-files --plain --no-legend '{SHOP}-*'")
+    assert units.stdout.strip() == "", units.stdout
+    assert not host.service(SHOP_REDIS).is_running
+    assert [s for s in host.socket.get_listening_sockets() if s.endswith(f":{SHOP_PORT}")] == []
+    assert host.run(f"id {SHOP}").rc != 0
+
+
+def test_removing_a_project_leaves_the_other_running_untouched(host, shop_removed):
+    assert shop_removed["after"] == shop_removed["before"]
+    out = run_ok(host, f"{NAME}-manage", "run_task", "demo.tasks.add", "2", "3", "--timeout", "60")
+    assert json.loads(out.strip().splitlines()[-1]) == 5
