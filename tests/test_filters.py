@@ -93,6 +93,16 @@ def test_pools_keep_the_values_given():
     assert filters.pools([given], 4) == [given]
 
 
+def test_worker_nodes_of_a_host_without_facts_are_an_error_naming_it():
+    with pytest.raises(ValueError, match="no-facts has no facts in this run"):
+        filters.worker_nodes(["worker2", "no-facts"], HOSTVARS, [{"name": "default"}])
+
+
+def test_constraints_pin_every_installed_package():
+    installed = [{"name": "Django", "version": "5.2.19"}, {"name": "celery", "version": "5.7.0"}]
+    assert filters.constraints(installed) == "Django==5.2.19\ncelery==5.7.0\n"
+
+
 def test_worker_nodes_name_each_pool_at_each_worker_hosts_node_name():
     nodes = filters.worker_nodes(
         ["worker1", "worker2"], HOSTVARS, [{"name": "default"}, {"name": "slow"}]

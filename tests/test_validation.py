@@ -121,6 +121,10 @@ CASES = {
         {"django_celery_broker": "external", "django_celery_broker_url": "localhost:6379"},
         r"django_celery_broker_url must be a redis://, rediss://, amqp:// or amqps:// URL",
     ),
+    "redis_instance_on_the_main_redis_port": (
+        {"django_celery_redis_instance": "shop"},
+        r"An instance needs a django_celery_redis_port other than 6379",
+    ),
     "duplicate_pool_names": (
         {"django_celery_worker_pools": [{"name": "io"}, {"name": "cpu"}, {"name": "io"}]},
         r"django_celery_worker_pools is invalid.*pool names must be unique\s+\(duplicates: io\)",

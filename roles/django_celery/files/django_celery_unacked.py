@@ -5,17 +5,22 @@ acknowledges it. When a worker's main process dies (SIGKILL, OOM killer), nobody
 acknowledge its running and reserved tasks: Redis hands them out again only when the
 visibility timeout expires (an hour by default), and nothing shows they wait.
 
-This command (installed by the role on the beat host, run by a timer and by operators) reads
-the `unacked` entries older than a minimum age, asks every worker of the fleet which tasks it
-holds (`inspect active`, `reserved` and `scheduled`), and counts as orphaned the entries no
-worker holds. With --reclaim it puts them back at the head of their queue, in kombu's own
-transaction (the one kombu's visibility timeout uses), but only when every expected worker
-node answered: a worker that does not answer (busy, in warm shutdown, its host down) may still
-be running those tasks, and then the visibility timeout stays the only way back.
+This command (installed by the role on every app host, run by a timer on the beat host and by
+operators) reads the `unacked` entries older than a minimum age and asks every worker of the
+fleet, in one `inspect query_task` call, whether it holds their tasks: a worker answers from
+one table of every request it received and has not finished (running, reserved, or waiting
+for its ETA), so a task moving from one state to the next cannot slip between two questions.
+The entries no worker holds are orphaned. With --reclaim they go back to the head of their
+queue, under kombu's restore lock and in kombu's own transaction (the ones its visibility
+timeout uses), each only if its delivery time is still the one read (not delivered again
+meanwhile), and only when every expected worker node answered: a worker that does not answer
+(busy, in warm shutdown, its host down) may still run them, and then the visibility timeout
+stays the only way back. Tasks with a rate limit are never given back: a worker holds them in
+a token bucket where no inspect command sees them.
 
 Configuration: a JSON file (DJANGO_CELERY_UNACKED_CONFIG) with the Celery app module, the
 expected worker nodes, the minimum age in seconds and the inspect timeout.
-Output: one JSON line (see report()).
+Output: one JSON line of counts (see the end of main()).
 """
 
 from __future__ import annotations
@@ -26,61 +31,46 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 
-def held_task_ids(*replies: Mapping[str, list]) -> set[str]:
-    """Task ids the workers hold, from the replies of inspect active, reserved and scheduled
-    ({node: [request, ...]}; a scheduled entry wraps its request)."""
-    held = set()
-    for reply in replies:
-        for requests in (reply or {}).values():
-            for request in requests or []:
-                request = request.get("request", request)
-                if request.get("id"):
-                    held.add(request["id"])
-    return held
+class Entry(NamedTuple):
+    """One delivered, unacknowledged message: its delivery tag, when it was delivered (the score
+    kombu gives it in unacked_index), and its task's id and name."""
+
+    tag: str
+    delivered: float
+    task_id: str
+    task_name: str
 
 
-def answering_nodes(*replies: Mapping[str, list]) -> set[str]:
-    """The nodes that answered every one of the inspect calls."""
-    sets = [set(reply or {}) for reply in replies]
-    return set.intersection(*sets) if sets else set()
+def task_of(value: str | bytes) -> tuple[str, str]:
+    """The task id and name of a kombu `unacked` hash value: JSON [message, exchange, key]."""
+    message = json.loads(value)[0]
+    headers = message.get("headers") or {}
+    task_id = headers.get("id") or message.get("properties", {}).get("correlation_id", "")
+    return task_id, headers.get("task", "")
 
 
-def task_id(entry: str | bytes) -> str:
-    """The task id of a kombu `unacked` hash value: JSON [message, exchange, routing key]."""
-    message = json.loads(entry)[0]
-    return message.get("headers", {}).get("id") or message.get("properties", {}).get(
-        "correlation_id", ""
-    )
+def held_task_ids(replies: Mapping[str, Mapping] | None) -> set[str]:
+    """Task ids the workers hold, from the replies to inspect query_task ({node: {id: ...}})."""
+    return {task_id for found in (replies or {}).values() for task_id in found or {}}
 
 
-def orphans(entries: Iterable[tuple[str, str]], held: set[str]) -> list[str]:
-    """The delivery tags, of (tag, task id) entries, whose task no worker holds."""
-    return [tag for tag, task in entries if task not in held]
+def orphans(entries: Iterable[Entry], held: set[str], rate_limited: set[str]) -> list[Entry]:
+    """The entries whose task no worker holds, leaving out tasks with a rate limit."""
+    return [e for e in entries if e.task_id not in held and e.task_name not in rate_limited]
 
 
-def report(
-    unacked: int,
-    oldest_age: float | None,
-    old: int,
-    orphaned: int,
-    reclaimed: int,
-    missing: list[str],
-    skipped: str,
-) -> dict:
-    return {
-        # Messages delivered and not yet acknowledged, and the age of the oldest (seconds).
-        "unacked": unacked,
-        "oldest_age_seconds": oldest_age,
-        # Entries older than the minimum age, and those of them no live worker holds.
-        "older_than_min_age": old,
-        "orphaned": orphaned,
-        "reclaimed": reclaimed,
-        # Expected worker nodes that did not answer, and why orphans were not given back.
-        "not_answering": missing,
-        "skipped": skipped,
-    }
+def rate_limited_tasks(app) -> set[str]:
+    """Names of the registered tasks with a rate limit (the project's tasks loaded first)."""
+    import django
+
+    django.setup()
+    app.loader.import_default_modules()
+    if app.conf.worker_disable_rate_limits:
+        return set()
+    return {name for name, task in app.tasks.items() if getattr(task, "rate_limit", None)}
 
 
 def main(argv: list[str]) -> int:
@@ -91,6 +81,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     with open(os.environ["DJANGO_CELERY_UNACKED_CONFIG"], encoding="utf-8") as stream:
         config = json.load(stream)
+    nodes = set(config["nodes"])
     # The project's package (the Celery app module) is found from the project directory.
     sys.path.insert(0, os.getcwd())
     from celery.app.utils import find_app
@@ -99,55 +90,65 @@ def main(argv: list[str]) -> int:
     app = find_app(config["app"])
     with app.connection_for_write() as conn:
         if conn.transport.driver_type != "redis":
-            print(
-                f"the broker is {conn.transport.driver_type}, not Redis: nothing to do",
-                file=sys.stderr,
-            )
+            print(f"the broker is {conn.transport.driver_type}, not Redis", file=sys.stderr)
             return 2
         channel = conn.default_channel
         client = channel.client
         now = time.time()
         unacked = client.hlen(channel.unacked_key)
         oldest = client.zrange(channel.unacked_index_key, 0, 0, withscores=True)
-        oldest_age = round(now - oldest[0][1], 1) if oldest else None
-        old_tags = [
-            tag
-            for tag, _ in client.zrangebyscore(
-                channel.unacked_index_key, "-inf", now - config["min_age"], withscores=True
-            )
-        ]
         entries = []
-        for tag in old_tags:
+        old = client.zrangebyscore(
+            channel.unacked_index_key, "-inf", now - config["min_age"], withscores=True
+        )
+        for tag, delivered in old:
             value = client.hget(channel.unacked_key, tag)
             if value is not None:
-                entries.append((tag, task_id(value)))
-        found, reclaimed, missing, skipped = [], 0, [], ""
+                entries.append(Entry(tag, delivered, *task_of(value)))
+        found, limited, reclaimed, missing, skipped = [], set(), 0, [], ""
         if entries:
-            inspect = app.control.inspect(timeout=config["inspect_timeout"], connection=conn)
-            replies = (inspect.active(), inspect.reserved(), inspect.scheduled())
-            missing = sorted(set(config["nodes"]) - answering_nodes(*replies))
-            found = orphans(entries, held_task_ids(*replies))
-            if missing and found:
+            limited = rate_limited_tasks(app)
+            inspect = app.control.inspect(
+                timeout=config["inspect_timeout"], connection=conn, limit=len(nodes) or None
+            )
+            replies = inspect.query_task(*[e.task_id for e in entries]) or {}
+            missing = sorted(nodes - set(replies))
+            found = orphans(entries, held_task_ids(replies), limited)
+            if found and not nodes:
+                skipped = "no worker node is expected: nothing to compare with"
+            elif found and missing:
                 skipped = "not every worker answered: they may still run these tasks"
-            if args.reclaim and found and not missing:
+            elif found and args.reclaim:
                 qos = channel.qos
-                # The lock kombu's own visibility-timeout restore takes.
                 try:
+                    # The lock kombu's own visibility-timeout restore takes.
                     with Mutex(client, qos.unacked_mutex_key, qos.unacked_mutex_expire):
-                        for tag in found:
-                            # One transaction per tag (WATCH on the hash): an entry acknowledged
-                            # meanwhile is gone, and nothing is put back.
-                            if client.hexists(channel.unacked_key, tag):
-                                qos.restore_by_tag(tag, leftmost=True)
+                        for entry in found:
+                            # Still the delivery that was read (not acknowledged, not given
+                            # back and delivered again meanwhile)? Then put it back at the head
+                            # of its queue (kombu's consumers pop from the right).
+                            if (
+                                client.zscore(channel.unacked_index_key, entry.tag)
+                                == entry.delivered
+                            ):
+                                qos.restore_by_tag(entry.tag, leftmost=False)
                                 reclaimed += 1
                 except MutexHeld:
-                    # A worker is restoring expired messages itself: try again next round.
                     skipped = "a worker holds kombu's restore lock: next round"
-    print(
-        json.dumps(
-            report(unacked, oldest_age, len(entries), len(found), reclaimed, missing, skipped)
-        )
-    )
+    counts = {
+        # Delivered and not acknowledged; the age of the oldest (seconds); of those past the
+        # minimum age, the ones no worker holds, the ones never given back (rate limit), the
+        # ones given back; expected worker nodes that did not answer, and why none was given back.
+        "unacked": unacked,
+        "oldest_age_seconds": round(now - oldest[0][1], 1) if oldest else None,
+        "older_than_min_age": len(entries),
+        "orphaned": len(found),
+        "rate_limited": len([e for e in entries if e.task_name in limited]),
+        "reclaimed": reclaimed,
+        "not_answering": missing,
+        "skipped": skipped,
+    }
+    print(json.dumps(counts))
     return 0
 
 

@@ -82,7 +82,12 @@ def worker_nodes(
     nodes = []
     for host in hosts:
         host_vars = hostvars[host]
-        nodename = (host_vars.get("ansible_facts") or {}).get("nodename") or host
+        nodename = (host_vars.get("ansible_facts") or {}).get("nodename")
+        if not nodename:
+            raise ValueError(
+                f"{host} has no facts in this run: its Celery node names are unknown. Run "
+                "without --limit, or with a fact cache"
+            )
         for pool in host_vars.get("django_celery_worker_pools") or default_pools:
             nodes.append(f"{pool['name']}@{nodename}")
     return sorted(nodes)
@@ -111,6 +116,12 @@ def missing_packages(needs: Iterable[Mapping], installed: Iterable[Mapping]) -> 
     return [need["pin"] for need in needs if not present & {_normalized(n) for n in need["names"]}]
 
 
+def constraints(installed: Iterable[Mapping]) -> str:
+    """A pip constraints file pinning what a virtualenv has (`pip list --format=json`): what
+    the role adds may then not move any of the project's own packages."""
+    return "".join(f"{package['name']}=={package['version']}\n" for package in installed)
+
+
 def python_targets(hosts: Iterable[str], hostvars: Mapping) -> list[dict]:
     """The Python versions and CPU architectures of the hosts, each once: what the wheelhouse
     must hold wheels for."""
@@ -127,6 +138,7 @@ def python_targets(hosts: Iterable[str], hostvars: Mapping) -> list[dict]:
 class FilterModule:
     def filters(self):
         return {
+            "django_celery_constraints": constraints,
             "django_celery_duplicates": duplicates,
             "django_celery_fleet_addresses": fleet_addresses,
             "django_celery_group_addresses": group_addresses,
