@@ -154,3 +154,18 @@ def test_python_targets_list_each_version_and_architecture_once():
         {"python": "3.11", "arch": "x86_64"},
         {"python": "3.13", "arch": "x86_64"},
     ]
+
+
+PG_HBA = """
+local   all             postgres                                peer
+host    all             all             127.0.0.1/32            scram-sha-256
+host    djangoapp       djangoapp       10.0.0.3/32             scram-sha-256
+host    djangoapp       djangoapp       10.0.0.9/32             scram-sha-256  # gone
+host    shop            shop            10.0.0.9/32             scram-sha-256
+host    djangoapp       djangoapp       10.0.0.8/32             md5
+"""
+
+
+def test_stale_hba_sources_are_the_projects_lines_of_hosts_that_left():
+    stale = filters.stale_hba_sources(PG_HBA, "djangoapp", "djangoapp", ["10.0.0.2", "10.0.0.3"])
+    assert stale == ["10.0.0.9/32"]

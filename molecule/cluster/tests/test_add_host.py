@@ -193,6 +193,22 @@ def test_taking_the_host_out_of_the_inventory_takes_it_out_of_the_firewall(grown
     assert len(addresses) == len(APP_HOSTS) + 1, addresses
 
 
+def hba_sources(broker) -> list[str]:
+    """The sources of pg_hba.conf's lines for the app's database on the database host."""
+    out = broker.check_output("cat /etc/postgresql/*/main/pg_hba.conf")
+    lines = [line.split() for line in out.splitlines() if not line.startswith("#")]
+    return [f[3] for f in lines if f[:3] == ["host", "djangoapp", "djangoapp"] and len(f) > 4]
+
+
+def test_the_database_lets_the_new_host_in(grown):
+    assert f"{grown['address']}/32" in hba_sources(node(BROKER))
+
+
+def test_taking_the_host_out_of_the_inventory_takes_it_out_of_pg_hba(shrunk):
+    assert shrunk["result"].returncode == 0
+    assert f"{shrunk['address']}/32" not in hba_sources(node(BROKER))
+
+
 def test_taking_the_host_out_of_the_inventory_takes_its_pools_out_of_the_expected_nodes(shrunk):
     """Else the unacked-task timer would wait forever for the removed host to answer."""
     assert shrunk["result"].returncode == 0

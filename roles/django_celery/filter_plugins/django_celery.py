@@ -122,6 +122,20 @@ def constraints(installed: Iterable[Mapping]) -> str:
     return "".join(f"{package['name']}=={package['version']}\n" for package in installed)
 
 
+def stale_hba_sources(content: str, database: str, user: str, fleet: Iterable[str]) -> list[str]:
+    """The sources (address/32) of pg_hba.conf's `host DATABASE USER SOURCE scram-sha-256`
+    lines whose address is no longer one of the fleet's: what the role wrote for a host that
+    has left."""
+    keep = {f"{address}/32" for address in fleet}
+    stale = []
+    for line in content.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if fields[:3] == ["host", database, user] and fields[4:5] == ["scram-sha-256"]:
+            if fields[3] not in keep and fields[3] not in stale:
+                stale.append(fields[3])
+    return stale
+
+
 def python_targets(hosts: Iterable[str], hostvars: Mapping) -> list[dict]:
     """The Python versions and CPU architectures of the hosts, each once: what the wheelhouse
     must hold wheels for."""
@@ -144,6 +158,7 @@ class FilterModule:
             "django_celery_group_addresses": group_addresses,
             "django_celery_missing_packages": missing_packages,
             "django_celery_python_targets": python_targets,
+            "django_celery_stale_hba_sources": stale_hba_sources,
             "django_celery_pools": pools,
             "django_celery_worker_nodes": worker_nodes,
         }
