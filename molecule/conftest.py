@@ -23,6 +23,18 @@ MANAGE = f"/usr/local/bin/{NAME}-manage"
 CELERY = f"/usr/local/bin/{NAME}-celery"
 
 
+ROLE_DEFAULTS = (
+    Path(__file__).resolve().parent.parent / "roles" / "django_celery" / "defaults" / "main.yml"
+)
+
+
+def configured(name: str):
+    """A role variable as the scenario set it, or the role's default when it did not."""
+    if name in SCENARIO:
+        return SCENARIO[name]
+    return yaml.safe_load(ROLE_DEFAULTS.read_text())[name]
+
+
 def scenario_vars() -> dict:
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     merged: dict = {}

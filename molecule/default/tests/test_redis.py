@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import (
     broker_credentials,
+    configured,
     controller_secret,
     env_file,
     redis_cli,
@@ -127,7 +128,7 @@ def _exists(host, key: str, db: int) -> bool:
     return redis_cli(host, "EXISTS", key, db=db).stdout.strip() == "1"
 
 
-def test_running_worker_gives_results_the_configured_visibility_timeout(host, settings):
+def test_running_worker_gives_results_the_configured_visibility_timeout(host):
     conf = running_conf(host, {"name": "default"})
     timeout = conf["result_backend_transport_options"]["visibility_timeout"]
-    assert timeout == settings["django_celery_visibility_timeout"]
+    assert timeout == configured("django_celery_visibility_timeout")
