@@ -87,6 +87,13 @@ def fleet_set(broker) -> list[str]:
     return sorted(elements.get("elem", []))
 
 
+def hba_sources(broker) -> list[str]:
+    """The sources of pg_hba.conf's lines for the app's database on the database host."""
+    out = broker.check_output("cat /etc/postgresql/*/main/pg_hba.conf")
+    lines = [line.split() for line in out.splitlines() if not line.startswith("#")]
+    return [f[3] for f in lines if f[:3] == ["host", "djangoapp", "djangoapp"] and len(f) > 4]
+
+
 def remove_new_host() -> None:
     subprocess.run(["docker", "rm", "-f", "-v", NEW], capture_output=True, check=False)
 
@@ -94,7 +101,7 @@ def remove_new_host() -> None:
 @pytest.fixture(scope="module")
 def grown():
     """The fleet before and after one site.yml run with the new host in the inventory; the new
-    host is removed again, and the infrastructure phase re-run without it, when done."""
+    host is removed again when the module is done."""
     remove_new_host()
     subprocess.run(docker_run_argv(), capture_output=True, text=True, check=True)
     before = services_snapshot()
@@ -103,11 +110,19 @@ def grown():
     result = site_yml("-vvv", "--diff", inventory=inventory_with_new_worker())
     took = time.monotonic() - began
     after = services_snapshot()
+    hba = hba_sources(node(BROKER))
     address = subprocess.run(
         ["docker", "exec", NEW, "hostname", "-I"], capture_output=True, text=True, check=True
     ).stdout.split()[0]
     try:
-        yield {"result": result, "before": before, "after": after, "address": address, "took": took}
+        yield {
+            "result": result,
+            "before": before,
+            "after": after,
+            "address": address,
+            "took": took,
+            "hba": hba,
+        }
     finally:
         remove_new_host()
 
@@ -161,6 +176,12 @@ def test_the_broker_firewall_lets_the_new_host_in(grown):
     assert grown["address"] in fleet_set(node(BROKER))
 
 
+def test_the_database_lets_the_new_host_in(grown):
+    """pg_hba.conf on the database host right after the run (read by the fixture: the host is
+    removed again before the module ends)."""
+    assert f"{grown['address']}/32" in grown["hba"]
+
+
 def changed_tasks(output: str) -> set[tuple[str, str]]:
     """(task, host) for every task a run reported changed."""
     found = set()
@@ -191,17 +212,6 @@ def test_taking_the_host_out_of_the_inventory_takes_it_out_of_the_firewall(grown
     addresses = fleet_set(node(BROKER))
     assert shrunk["address"] not in addresses
     assert len(addresses) == len(APP_HOSTS) + 1, addresses
-
-
-def hba_sources(broker) -> list[str]:
-    """The sources of pg_hba.conf's lines for the app's database on the database host."""
-    out = broker.check_output("cat /etc/postgresql/*/main/pg_hba.conf")
-    lines = [line.split() for line in out.splitlines() if not line.startswith("#")]
-    return [f[3] for f in lines if f[:3] == ["host", "djangoapp", "djangoapp"] and len(f) > 4]
-
-
-def test_the_database_lets_the_new_host_in(grown):
-    assert f"{grown['address']}/32" in hba_sources(node(BROKER))
 
 
 def test_taking_the_host_out_of_the_inventory_takes_it_out_of_pg_hba(shrunk):
