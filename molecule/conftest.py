@@ -215,3 +215,38 @@ def ansible_playbook(*args: str) -> subprocess.CompletedProcess:
         timeout=900,
         check=False,
     )
+
+
+def configuration_checksums(host, *paths: str) -> dict:
+    """SHA-256 of every file under the given directories of the host: {path: digest}."""
+    quoted = " ".join(_quote(p) for p in paths)
+    # find's own failure (a missing directory) fails the command: its list goes to a file first.
+    script = (
+        f'set -e; list=$(mktemp); find {quoted} -type f -print0 > "$list"; '
+        'sort -z "$list" | xargs -0 -r sha256sum; rm -f "$list"'
+    )
+    out = run_ok(host, "sh", "-c", script)
+    return {line.split(None, 1)[1]: line.split(None, 1)[0] for line in out.splitlines()}
+
+
+def unit_states(host, pattern: str) -> dict:
+    """{unit: "ActiveState/SubState MainPID"} of every loaded unit matching a glob pattern."""
+    listed = run_ok(host, "systemctl", "list-units", "--all", "--plain", "--no-legend", pattern)
+    units = sorted(line.split()[0] for line in listed.splitlines() if line.strip())
+    if not units:
+        return {}
+    shown = run_ok(host, "systemctl", "show", "--property=Id,ActiveState,SubState,MainPID", *units)
+    states = {}
+    for block in shown.strip().split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        states[props["Id"]] = (
+            f"{props['ActiveState']}/{props['SubState']} {props.get('MainPID', '')}"
+        )
+    return states
+
+
+def add_on_the_host(host, a: int, b: int) -> int:
+    """demo.tasks.add(a, b) sent through the broker from the host, run by the deployed workers:
+    the result they computed."""
+    out = manage(host, "run_task", "demo.tasks.add", str(a), str(b), "--timeout=60")
+    return json.loads(out.strip().splitlines()[-1])

@@ -169,3 +169,58 @@ host    djangoapp       djangoapp       10.0.0.8/32             md5
 def test_stale_hba_sources_are_the_projects_lines_of_hosts_that_left():
     stale = filters.stale_hba_sources(PG_HBA, "djangoapp", "djangoapp", ["10.0.0.2", "10.0.0.3"])
     assert stale == ["10.0.0.9/32"]
+
+
+def test_rabbitmq_shared_takes_the_longest_consumer_timeout_and_every_listener_once():
+    needs = [
+        {"consumer_timeout_ms": 600000, "listeners": ["127.0.0.1:5672"]},
+        {"consumer_timeout_ms": 7200000, "listeners": ["127.0.0.1:5672", "10.0.0.2:5672"]},
+        {"consumer_timeout_ms": 400000, "listeners": ["127.0.0.1:5672"]},
+    ]
+    assert filters.rabbitmq_shared(needs) == {
+        "consumer_timeout_ms": 7200000,
+        "listeners": ["10.0.0.2:5672", "127.0.0.1:5672"],
+    }
+    assert filters.rabbitmq_shared(list(reversed(needs))) == filters.rabbitmq_shared(needs)
+
+
+def test_rabbitmq_shared_refuses_an_empty_list():
+    with pytest.raises(ValueError, match="this project's own must be among them"):
+        filters.rabbitmq_shared([])
+
+
+def test_rabbitmq_listeners_reads_the_tcp_listeners_of_a_config_file():
+    conf = (
+        "# comment\nlisteners.tcp.1 = 127.0.0.1:5672\nlisteners.tcp.2 = 10.0.0.2:5672\n"
+        "consumer_timeout = 600000\nloopback_users.guest = true\n"
+    )
+    assert filters.rabbitmq_listeners(conf) == ["127.0.0.1:5672", "10.0.0.2:5672"]
+    assert filters.rabbitmq_listeners("") == []
+
+
+def test_invalid_values_names_each_failing_variable_with_its_bad_values():
+    checks = {
+        "queues": {
+            "values": ["celery", "bad queue", "ok.1"],
+            "pattern": r"[a-z0-9.]+",
+            "must": "x",
+        },
+        "module": {"values": "proj.settings", "pattern": r"[a-z.]+", "must": "a module"},
+        "empty list": {"values": [], "pattern": r"never", "must": "y"},
+        "port": {"values": 6379, "pattern": r"[0-9]+", "must": "digits"},
+        "quote": {"values": ['it"s'], "pattern": r"[a-z]+", "must": "letters"},
+    }
+    assert filters.invalid_values(checks) == [
+        'queues ("bad queue") must be x',
+        'quote ("it\\"s") must be letters',
+    ]
+
+
+def test_the_pattern_must_match_the_whole_value():
+    checks = {"module": {"values": "proj.settings; rm", "pattern": r"[a-z.]+", "must": "m"}}
+    assert filters.invalid_values(checks) == ['module ("proj.settings; rm") must be m']
+
+
+def test_time_zone_names_are_checked_against_the_tz_database():
+    assert filters.is_time_zone("UTC") and filters.is_time_zone("Europe/Paris")
+    assert not filters.is_time_zone("Mars/Olympus_Mons")

@@ -143,6 +143,66 @@ CASES = {
         r"django_celery_rabbitmq_consumer_timeout_ms \(60000 ms\) must be\s+greater than "
         r"django_celery_task_time_limit",
     ),
+    "queue_name_with_a_space": (
+        {
+            "django_celery_worker_pools": [
+                {"name": "default", "queues": ["celery", "high priority"]}
+            ]
+        },
+        r"django_celery_worker_pools queues \(\"high priority\"\) must be queue names",
+    ),
+    "worker_extra_arg_with_a_quote": (
+        {
+            "django_celery_worker_pools": [
+                {"name": "default", "extra_args": ["--without-gossip", "-n 'x'"]}
+            ]
+        },
+        r"django_celery_worker_pools extra_args \(\"-n 'x'\"\) must be one argument each",
+    ),
+    "app_module_with_a_semicolon": (
+        {"django_celery_app_module": "proj; rm -rf /"},
+        r"django_celery_app_module \(\"proj; rm -rf /\"\) must be a Python module path",
+    ),
+    "settings_module_with_a_quote": (
+        {"django_celery_settings_module": 'proj.settings"'},
+        r"django_celery_settings_module .* must be a Python module path",
+    ),
+    "wsgi_module_with_a_space": (
+        {"django_celery_wsgi_module": "proj.wsgi: application"},
+        r"django_celery_wsgi_module .* must be a Python module path and name",
+    ),
+    "broker_user_with_a_space": (
+        {"django_celery_broker_user": "app user"},
+        r"django_celery_broker_user \(\"app user\"\) must be a user name",
+    ),
+    "database_name_with_a_quote": (
+        {"django_celery_database_name": "shop'db"},
+        r"django_celery_database_name and django_celery_database_user .* must be PostgreSQL names",
+    ),
+    "redis_maxmemory_not_a_size": (
+        {"django_celery_redis_maxmemory": "lots"},
+        r"django_celery_redis_maxmemory \(\"lots\"\) must be a size Redis reads",
+    ),
+    "redis_bind_not_an_address": (
+        {"django_celery_redis_bind": ["127.0.0.1", "localhost"]},
+        r"django_celery_redis_bind and django_celery_rabbitmq_bind \(\"localhost\"\) must be IPv4",
+    ),
+    "requirements_file_outside_the_project": (
+        {"django_celery_requirements_file": "../../etc/requirements.txt"},
+        r"django_celery_requirements_file .* must be a path inside the project",
+    ),
+    "pip_index_url_without_a_scheme": (
+        {"django_celery_pip_index_url": "pypi.example.com/simple"},
+        r"django_celery_pip_index_url, .* must be http\(s\):// URLs",
+    ),
+    "result_backend_with_a_space": (
+        {"django_celery_result_backend": "redis://localhost:6379/ 1"},
+        r"django_celery_broker_url and django_celery_result_backend .* must be URLs",
+    ),
+    "unknown_time_zone": (
+        {"django_celery_time_zone": "Mars/Olympus_Mons"},
+        r"django_celery_time_zone \(\"Mars/Olympus_Mons\"\) is not a time zone name",
+    ),
     "pool_concurrency_not_a_number": (
         {"django_celery_worker_pools": [{"name": "default", "concurrency": "many"}]},
         r"argument 'concurrency' is of type str found in 'django_celery_worker_pools'",

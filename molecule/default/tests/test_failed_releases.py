@@ -1,7 +1,7 @@
 """A release that fails after validation leaves the running one serving: a migration that
 fails, a requirement that cannot be installed, a project that does not import. Each run fails
-naming the cause; `current` still points at the release that ran before, its services keep
-their processes, and a task still goes through."""
+naming the cause; `current` still points at the release that ran before, the files under
+/etc/NAME are as they were, its services keep their processes, and a task still goes through."""
 
 import json
 import os
@@ -9,7 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import NAME, ansible_playbook, main_pid, run_ok
+from conftest import (
+    NAME,
+    add_on_the_host,
+    ansible_playbook,
+    configuration_checksums,
+    main_pid,
+)
 
 CURRENT = f"/srv/{NAME}/current"
 SERVICES = [f"{NAME}-web.service", f"{NAME}-beat.service"]
@@ -61,12 +67,14 @@ def failed_release(request, host):
     before = {
         "current": host.file(CURRENT).linked_to,
         "pids": {u: main_pid(host, u) for u in SERVICES},
+        "configuration": configuration_checksums(host, f"/etc/{NAME}"),
     }
     extra = {"django_celery_source_path": str(project), "django_celery_release": request.param}
     result = ansible_playbook("-e", json.dumps(extra))
     after = {
         "current": host.file(CURRENT).linked_to,
         "pids": {u: main_pid(host, u) for u in SERVICES},
+        "configuration": configuration_checksums(host, f"/etc/{NAME}"),
     }
     return {"result": result, "cause": cause, "before": before, "after": after}
 
@@ -77,10 +85,11 @@ def test_a_failed_release_fails_the_run_naming_its_cause(failed_release):
     assert failed_release["cause"] in result.stdout + result.stderr
 
 
-def test_a_failed_release_leaves_current_and_the_services_as_they_were(failed_release):
+def test_a_failed_release_leaves_current_the_configuration_and_the_services_as_they_were(
+    failed_release,
+):
     assert failed_release["after"] == failed_release["before"]
 
 
 def test_a_failed_release_leaves_the_running_release_serving(host, failed_release):
-    out = run_ok(host, f"{NAME}-manage", "run_task", "demo.tasks.add", "40", "2", "--timeout", "60")
-    assert json.loads(out.strip().splitlines()[-1]) == 42
+    assert add_on_the_host(host, 40, 2) == 42

@@ -6,6 +6,7 @@ tests/test_filters.py can call it directly.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 
@@ -149,6 +150,58 @@ def python_targets(hosts: Iterable[str], hostvars: Mapping) -> list[dict]:
     return targets
 
 
+def rabbitmq_shared(needs: Iterable[Mapping]) -> dict:
+    """What one RabbitMQ server must give every project on its host, from what each project
+    needs ({consumer_timeout_ms, listeners}): the longest consumer timeout (a shorter one would
+    close the channel of another project's long task) and every listener, each once, sorted."""
+    needs = list(needs)
+    if not needs:
+        raise ValueError("no project's needs to merge: this project's own must be among them")
+    # Sorted: the same projects give the same file whichever of them runs.
+    listeners = sorted({str(listener) for need in needs for listener in need["listeners"]})
+    return {
+        "consumer_timeout_ms": max(int(need["consumer_timeout_ms"]) for need in needs),
+        "listeners": listeners,
+    }
+
+
+def rabbitmq_listeners(conf: str) -> list[str]:
+    """The TCP listeners a rabbitmq.conf declares (listeners.tcp.N = ADDRESS:PORT), in order."""
+    return re.findall(r"^listeners\.tcp\.[^=\s]+\s*=\s*(\S+)\s*$", conf, re.M)
+
+
+def invalid_values(checks: Mapping[str, Mapping]) -> list[str]:
+    """The values that would break the unit, configuration file, URL or command they end up in.
+
+    checks maps a variable's name to {"values": a value or a list of them, "pattern": a regular
+    expression each must match in full, "must": what to write instead}; the result names each
+    variable that fails, with its bad values, as the validation message shows it."""
+    problems = []
+    for name, check in checks.items():
+        values = check["values"]
+        if isinstance(values, (str, int)) or values is None:
+            values = [values]
+        bad = [
+            v for v in values if not re.fullmatch(check["pattern"], str(v if v is not None else ""))
+        ]
+        if bad:
+            shown = ", ".join(json.dumps(str(v), ensure_ascii=False) for v in bad)
+            problems.append(f"{name} ({shown}) must be {check['must']}")
+    return problems
+
+
+def is_time_zone(name: str) -> bool:
+    """Whether the controller's time zone database knows the name (as Django will on the host).
+    A controller without a time zone database cannot tell: the name passes."""
+    try:
+        import zoneinfo
+
+        known = zoneinfo.available_timezones()
+    except Exception:  # noqa: BLE001 - no database at all: nothing to compare with
+        return True
+    return not known or name in known
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -159,6 +212,10 @@ class FilterModule:
             "django_celery_missing_packages": missing_packages,
             "django_celery_python_targets": python_targets,
             "django_celery_stale_hba_sources": stale_hba_sources,
+            "django_celery_invalid_values": invalid_values,
+            "django_celery_is_time_zone": is_time_zone,
             "django_celery_pools": pools,
+            "django_celery_rabbitmq_listeners": rabbitmq_listeners,
+            "django_celery_rabbitmq_shared": rabbitmq_shared,
             "django_celery_worker_nodes": worker_nodes,
         }
