@@ -151,8 +151,8 @@ def test_python_targets_list_each_version_and_architecture_once():
         "c": facts(3, 11, "x86_64"),
     }
     assert filters.python_targets(["a", "b", "c"], hostvars) == [
-        {"python": "3.11", "arch": "x86_64"},
-        {"python": "3.13", "arch": "x86_64"},
+        {"python": "3.11", "arch": "x86_64", "name": "cp311-x86_64"},
+        {"python": "3.13", "arch": "x86_64", "name": "cp313-x86_64"},
     ]
 
 
@@ -224,3 +224,48 @@ def test_the_pattern_must_match_the_whole_value():
 def test_time_zone_names_are_checked_against_the_tz_database():
     assert filters.is_time_zone("UTC") and filters.is_time_zone("Europe/Paris")
     assert not filters.is_time_zone("Mars/Olympus_Mons")
+
+
+# What `celery inspect ping` printed with two of three pools up (celery 5.6).
+PING_OUTPUT = """->  default@lab: OK
+        pong
+->  slow@lab: OK
+        pong
+
+2 nodes online.
+"""
+
+
+def test_silent_nodes_are_the_ones_missing_from_the_ping_answers():
+    nodes = ["default@lab", "slow@lab", "priority@lab"]
+    assert filters.silent_nodes(PING_OUTPUT, nodes) == ["priority@lab"]
+
+
+def test_a_node_of_another_host_with_the_same_pool_is_not_an_answer():
+    assert filters.silent_nodes(PING_OUTPUT, ["default@lab2"]) == ["default@lab2"]
+
+
+def test_no_output_means_every_node_is_silent():
+    assert filters.silent_nodes("", ["default@lab"]) == ["default@lab"]
+    assert filters.silent_nodes(None, ["default@lab"]) == ["default@lab"]
+
+
+def test_unit_states_give_each_unit_the_same_state():
+    assert filters.unit_states(["a.service", "b.timer"], "stopped", False) == [
+        {"name": "a.service", "state": "stopped", "enabled": False},
+        {"name": "b.timer", "state": "stopped", "enabled": False},
+    ]
+
+
+def test_handlers_for_names_only_the_handlers_of_changed_files_each_once():
+    files = [
+        {"dest": "/etc/a", "notify": ["Restart workers"]},
+        {"dest": "/etc/b", "notify": ["Restart beat", "Restart workers"]},
+        {"dest": "/etc/c", "notify": ["Restart web"]},
+        {"dest": "/etc/d"},
+    ]
+    assert filters.handlers_for(files, ["/etc/b", "/etc/a", "/etc/d"]) == [
+        "Restart workers",
+        "Restart beat",
+    ]
+    assert filters.handlers_for(files, []) == []

@@ -139,12 +139,17 @@ def stale_hba_sources(content: str, database: str, user: str, fleet: Iterable[st
 
 def python_targets(hosts: Iterable[str], hostvars: Mapping) -> list[dict]:
     """The Python versions and CPU architectures of the hosts, each once: what the wheelhouse
-    must hold wheels for."""
+    must hold wheels for, and the name of each one's wheelhouse (e.g. cp311-x86_64)."""
     targets = []
     for host in hosts:
         facts = hostvars[host]["ansible_facts"]
         version = facts["python"]["version"]
-        target = {"python": f"{version['major']}.{version['minor']}", "arch": facts["architecture"]}
+        arch = facts["architecture"]
+        target = {
+            "python": f"{version['major']}.{version['minor']}",
+            "arch": arch,
+            "name": f"cp{version['major']}{version['minor']}-{arch}",
+        }
         if target not in targets:
             targets.append(target)
     return targets
@@ -202,6 +207,30 @@ def is_time_zone(name: str) -> bool:
     return not known or name in known
 
 
+def silent_nodes(ping_output: str, nodes: Iterable[str]) -> list[str]:
+    """The nodes that did not answer in the output of `celery inspect ping` ("-> NODE: OK").
+    Celery exits 0 when any node answers, so each one is looked for."""
+    answered = set(re.findall(r"^->\s+(\S+):\s+OK\b", ping_output or "", re.MULTILINE))
+    return [node for node in nodes if node not in answered]
+
+
+def unit_states(names: Iterable[str], state: str, enabled: bool) -> list[dict]:
+    """The entries django_celery_services takes: each unit with the same state and enablement."""
+    return [{"name": name, "state": state, "enabled": bool(enabled)} for name in names]
+
+
+def handlers_for(files: Iterable[Mapping], changed: Iterable[str]) -> list[str]:
+    """The handlers named by the entries of django_celery_files whose file changed, each once."""
+    changed = set(changed)
+    found = []
+    for entry in files:
+        if entry["dest"] in changed:
+            for handler in entry.get("notify", []):
+                if handler not in found:
+                    found.append(handler)
+    return found
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -217,5 +246,8 @@ class FilterModule:
             "django_celery_pools": pools,
             "django_celery_rabbitmq_listeners": rabbitmq_listeners,
             "django_celery_rabbitmq_shared": rabbitmq_shared,
+            "django_celery_silent_nodes": silent_nodes,
+            "django_celery_unit_states": unit_states,
+            "django_celery_handlers_for": handlers_for,
             "django_celery_worker_nodes": worker_nodes,
         }
