@@ -8,22 +8,32 @@ import importlib.util
 import os
 import pwd
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 
-LIBRARY = Path(__file__).resolve().parent.parent / "roles/django_celery/library"
+ROLE = Path(__file__).resolve().parent.parent / "roles/django_celery"
+LIBRARY = ROLE / "library"
 USER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, LIBRARY / f"{name}.py")
+def load(name, path=None, as_name=None):
+    spec = importlib.util.spec_from_file_location(as_name or name, path or LIBRARY / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    if as_name:
+        sys.modules[as_name] = module
     spec.loader.exec_module(module)
     return module
 
 
+# As Ansible ships it to the host with the modules that import it.
+load(
+    "owner",
+    ROLE / "module_utils/django_celery_owner.py",
+    as_name="ansible.module_utils.django_celery_owner",
+)
 files = load("django_celery_files")
 directories = load("django_celery_directories")
 services = load("django_celery_services")

@@ -9,6 +9,7 @@ import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.django_celery_owner import owner_ids
 
 DOCUMENTATION = r"""
 module: django_celery_directories
@@ -46,14 +47,7 @@ def ensure(entry: dict, check: bool) -> tuple[str, str] | None:
     """Return (before, after) when the directory had to change, else None."""
     path = entry["path"]
     mode = int(entry["mode"], 8)
-    try:
-        uid = pwd.getpwnam(entry["owner"]).pw_uid
-        gid = grp.getgrnam(entry["group"]).gr_gid
-    except KeyError:
-        if not check:
-            raise
-        # Check mode on a new host: the user the role would create does not exist yet.
-        uid = gid = -1
+    uid, gid = owner_ids(entry["owner"], entry["group"], check) or (-1, -1)
     try:
         st = os.lstat(path)
     except FileNotFoundError:

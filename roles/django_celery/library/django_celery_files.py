@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import shlex
 import stat
 import subprocess
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.django_celery_owner import owner_ids
 
 DOCUMENTATION = r"""
 module: django_celery_files
@@ -89,14 +88,10 @@ def ensure(entry: dict, check: bool) -> tuple[bytes | None, bool] | None:
     """Bring one file to its wanted state; return (old content, content changed) if it changed."""
     content = entry["content"].encode("utf-8")
     mode = int(entry["mode"], 8)
-    try:
-        uid = pwd.getpwnam(entry["owner"]).pw_uid
-        gid = grp.getgrnam(entry["group"]).gr_gid
-    except KeyError:
-        if not check:
-            raise
-        # Check mode on a new host: the user the role would create does not exist yet.
+    ids = owner_ids(entry["owner"], entry["group"], check)
+    if ids is None:
         return read(entry["dest"])[0], True
+    uid, gid = ids
     old, st = read(entry["dest"])
     if old == content and attributes(st) == (uid, gid, mode):
         return None
