@@ -40,7 +40,9 @@ NEW = "dc-cluster-worker3"
 NEW_HOSTNAME = "worker3"
 # Copied from: the platform whose image and options the new host shares.
 TEMPLATE = "dc-cluster-worker1"
-UNACKED_CONFIG_TASK = "Write the worker nodes it expects to answer, and its limits"
+# The role writes its files in one task per phase (tasks/write_files.yml); -vvv shows which.
+WRITE_FILES_TASK = "Write the files, each only if it changed"
+UNACKED_CONFIG = "/etc/djangoapp/unacked.json"
 FIREWALL_SET = "nft --json list set inet django_celery_djangoapp fleet"
 
 
@@ -193,12 +195,29 @@ def changed_tasks(output: str) -> set[tuple[str, str]]:
     return found
 
 
+def changed_files(output: str) -> dict[str, list[str]]:
+    """{host: files} that the file-writing task reported changed in a -vvv run."""
+    found = {}
+    for block in re.split(r"^(?=TASK \[|RUNNING HANDLER \[)", output, flags=re.M):
+        if block.startswith(f"TASK [django_celery : {WRITE_FILES_TASK}]"):
+            for name, result in re.findall(
+                r"^changed: \[([^\]]+)\] => (\{.*?^\})$", block, re.M | re.S
+            ):
+                found.setdefault(name, []).extend(json.loads(result)["changed_files"])
+    return found
+
+
 def test_the_hosts_already_running_changed_only_the_list_of_worker_nodes(grown):
     """On the hosts already running, the one change is the unacked-task command's list of the
     worker nodes that must answer (it now names the new host's pools)."""
-    changed = changed_tasks(grown["result"].stdout)
+    output = grown["result"].stdout
+    changed = changed_tasks(output)
     on_running = {(task, name) for task, name in changed if name in APP_HOSTS}
-    assert on_running == {(UNACKED_CONFIG_TASK, name) for name in APP_HOSTS}, sorted(changed)
+    assert on_running == {(WRITE_FILES_TASK, name) for name in APP_HOSTS}, sorted(changed)
+    files = {name: sorted(set(paths)) for name, paths in changed_files(output).items()}
+    assert {name: files.get(name) for name in APP_HOSTS} == dict.fromkeys(
+        APP_HOSTS, [UNACKED_CONFIG]
+    )
 
 
 def test_the_services_already_running_were_not_restarted(grown):
