@@ -95,6 +95,28 @@ def test_only_the_kept_number_of_releases_remain(host, second_release):
     assert _releases(host) == sorted({FIRST, "2"})
 
 
+def test_releases_built_from_the_same_requirements_share_one_virtualenv(host, second_release):
+    """Release "2" changes no requirement: its venv is a link to the first release's."""
+    assert second_release.returncode == 0, _output(second_release)
+    targets = {
+        release: host.check_output(f"readlink -f {RELEASES}/{release}/venv")
+        for release in (FIRST, "2")
+    }
+    assert targets[FIRST] == targets["2"], targets
+    assert targets["2"].startswith(f"/srv/{NAME}/venvs/"), targets
+
+
+def test_a_release_that_changes_only_code_runs_no_pip(second_release):
+    """The pip task of release "2" was skipped: its virtualenv already had the requirements."""
+    task = "TASK [django_celery : Install the project's requirements into the virtualenv]"
+    parts = second_release.stdout.split(task, 1)
+    assert len(parts) == 2, "the run never reached the virtualenv tasks"
+    results = parts[1].split("\nTASK [", 1)[0]
+    assert re.search(r"^skipping: ", results, re.M) and not re.search(
+        r"^(ok|changed): ", results, re.M
+    ), results[:2000]
+
+
 def _secrets() -> dict:
     """Every secret the role keeps on the controller for this scenario, by file name."""
     return {path.name: path.read_text().split()[0] for path in controller_secrets_dir().iterdir()}
