@@ -269,3 +269,11 @@ def test_handlers_for_names_only_the_handlers_of_changed_files_each_once():
         "Restart beat",
     ]
     assert filters.handlers_for(files, []) == []
+
+
+def test_missing_archives_are_the_wheelhouses_not_on_the_controller(tmp_path):
+    (tmp_path / "cp311-x86_64.tar.gz").write_bytes(b"")
+    targets = [{"name": "cp311-x86_64"}, {"name": "cp313-x86_64"}]
+    assert filters.missing_archives(targets, str(tmp_path)) == [
+        str(tmp_path / "cp313-x86_64.tar.gz")
+    ]

@@ -7,6 +7,7 @@ tests/test_filters.py can call it directly.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 
@@ -155,6 +156,13 @@ def python_targets(hosts: Iterable[str], hostvars: Mapping) -> list[dict]:
     return targets
 
 
+def missing_archives(targets: Iterable[Mapping], directory: str) -> list[str]:
+    """The wheelhouse archives (DIRECTORY/NAME.tar.gz, one per python_targets entry) that are not
+    on the controller."""
+    paths = [os.path.join(directory, f"{target['name']}.tar.gz") for target in targets]
+    return [path for path in paths if not os.path.isfile(path)]
+
+
 def rabbitmq_shared(needs: Iterable[Mapping]) -> dict:
     """What one RabbitMQ server must give every project on its host, from what each project
     needs ({consumer_timeout_ms, listeners}): the longest consumer timeout (a shorter one would
@@ -238,6 +246,7 @@ class FilterModule:
             "django_celery_duplicates": duplicates,
             "django_celery_fleet_addresses": fleet_addresses,
             "django_celery_group_addresses": group_addresses,
+            "django_celery_missing_archives": missing_archives,
             "django_celery_missing_packages": missing_packages,
             "django_celery_python_targets": python_targets,
             "django_celery_stale_hba_sources": stale_hba_sources,
