@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PLUGIN = (
-    Path(__file__).resolve().parent.parent / "roles/django_celery/filter_plugins/django_celery.py"
-)
+PLUGIN = Path(__file__).resolve().parent.parent / "plugins/filter/django_celery.py"
 spec = importlib.util.spec_from_file_location("django_celery_filters", PLUGIN)
 filters = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(filters)

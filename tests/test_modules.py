@@ -1,4 +1,4 @@
-"""The role's own modules (roles/django_celery/library), their logic called directly on a
+"""The role's own modules (plugins/modules), their logic called directly on a
 temporary directory as the user running the tests; the Molecule scenarios run them on hosts."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROLE = Path(__file__).resolve().parent.parent / "roles/django_celery"
-LIBRARY = ROLE / "library"
+PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+LIBRARY = PLUGINS / "modules"
 USER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
 
@@ -31,12 +31,13 @@ def load(name, path=None, as_name=None):
 # As Ansible ships it to the host with the modules that import it.
 load(
     "owner",
-    ROLE / "module_utils/django_celery_owner.py",
-    as_name="ansible.module_utils.django_celery_owner",
+    PLUGINS / "module_utils/django_celery_owner.py",
+    as_name="ansible_collections.django_celery.fleet.plugins.module_utils.django_celery_owner",
 )
 files = load("django_celery_files")
 directories = load("django_celery_directories")
 services = load("django_celery_services")
+reload = load("django_celery_reload")
 
 
 def entry(path, content="a = 1\n", mode="0640", **extra):
@@ -190,3 +191,38 @@ def test_a_missing_unit_is_an_error_except_in_check_mode_or_when_it_should_be_of
         ["start", "app-unacked.timer"],
     ]
     assert services.actions(unit("app-unacked.timer", "stopped", False), missing) == []
+
+
+# --- django_celery_reload: reload gunicorn, or restart it when a reload would not do ---------
+
+VENV = "/srv/app/venvs/abc"
+
+
+def test_reload_when_only_code_or_settings_changed():
+    assert reload.decide(10, 1000.0, {"/etc/app/app.env": 900.0}, VENV, VENV)[0] == "reload"
+
+
+def test_restart_a_service_that_is_not_running():
+    assert reload.decide(0, 0.0, {}, "", VENV) == ("restart", "it is not running")
+
+
+def test_restart_when_the_environment_file_changed_after_the_start():
+    action, reason = reload.decide(10, 1000.0, {"/etc/app/app.env": 1000.5}, VENV, VENV)
+    assert (action, "/etc/app/app.env" in reason) == ("restart", True)
+
+
+def test_restart_when_the_release_needs_another_virtualenv():
+    action, reason = reload.decide(10, 1000.0, {}, VENV, "/srv/app/venvs/def")
+    assert (action, "/srv/app/venvs/def" in reason) == ("restart", True)
+
+
+def test_the_start_time_of_this_process_is_now_or_earlier():
+    import time
+
+    assert 0 < time.time() - reload.process_start(os.getpid()) < 3600
+
+
+def test_the_virtualenv_of_this_process_is_its_prefix():
+    assert reload.process_venv(os.getpid()) == os.path.realpath(
+        os.path.dirname(os.path.dirname(sys.executable))
+    )

@@ -5,6 +5,7 @@ project with hardcoded settings runs with the operator's values instead of its o
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -98,7 +99,7 @@ def test_broker_and_database_ports_are_closed_to_hosts_outside_the_fleet():
             "--rm",
             "--network",
             "dc-cluster",
-            "django-celery-systemd:bookworm",
+            os.environ.get("DJANGO_CELERY_IMAGE_BOOKWORM", "django-celery-systemd:bookworm"),
             "python3",
             "-c",
             probe,

@@ -215,5 +215,13 @@ def test_setting_the_previous_release_again_rolls_back(host, rollback):
     assert rollback["result"].returncode == 0, _output(rollback["result"])
     assert host.file(CURRENT).linked_to == f"{RELEASES}/{FIRST}"
     after = _pids(host)
-    assert all(after[unit] != rollback["before"][unit] for unit in SERVICES), after
+    web = f"{NAME}-web.service"
+    assert all(after[unit] != rollback["before"][unit] for unit in SERVICES if unit != web), after
     assert set(_cwds(host).values()) == {f"{RELEASES}/{FIRST}/src"}
+
+
+def test_going_back_to_a_release_on_the_same_virtualenv_reloads_gunicorn(host, rollback):
+    """Same requirements, so the same virtualenv: a HUP loads the old code, no restart (the
+    master's working directory above moved with it)."""
+    web = f"{NAME}-web.service"
+    assert _pids(host)[web] == rollback["before"][web]

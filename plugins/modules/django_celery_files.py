@@ -10,13 +10,15 @@ import subprocess
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.django_celery_owner import owner_ids
+from ansible_collections.django_celery.fleet.plugins.module_utils.django_celery_owner import (
+    owner_ids,
+)
 
 DOCUMENTATION = r"""
 module: django_celery_files
 short_description: Write several files in one call, each only when its content or mode changed
 description:
-  - What one M(ansible.builtin.template) task per file does, in a single round trip to the host:
+  - What one M(ansible.builtin.template) task per file does, in a single round trip to the host;
     a template task costs four or five commands on the host even when nothing changed; this
     costs one for all the files.
   - The content is rendered on the controller (C(lookup('ansible.builtin.template', ...))).

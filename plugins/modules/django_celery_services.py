@@ -10,9 +10,9 @@ module: django_celery_services
 short_description: Start, stop or restart, enable or disable several systemd units in one call
 description:
   - What one M(ansible.builtin.systemd_service) task per unit does (C(state) started or stopped,
-    C(enabled)), in a single round trip: the units' states are read with one C(systemctl show).
+    C(enabled)), in a single round trip; the units' states are read with one C(systemctl show).
   - Units already in the wanted state are left alone, so a re-run reports no change.
-  - C(state=restarted) restarts the units together, in one C(systemctl restart): a worker pool
+  - C(state=restarted) restarts the units together, in one C(systemctl restart), so a worker pool
     that stops warm (waiting for its running tasks) does not hold up the next one.
   - Supports check mode.
 options:

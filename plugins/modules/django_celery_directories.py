@@ -9,14 +9,16 @@ import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.django_celery_owner import owner_ids
+from ansible_collections.django_celery.fleet.plugins.module_utils.django_celery_owner import (
+    owner_ids,
+)
 
 DOCUMENTATION = r"""
 module: django_celery_directories
 short_description: Make several directories exist with their owner, group and mode, in one call
 description:
   - The same as one M(ansible.builtin.file) C(state=directory) task per directory, in a single
-    round trip to the host: a loop of nine directories costs nine module runs, this costs one.
+    round trip to the host; a loop of nine directories costs nine module runs, this costs one.
   - Directories are handled in the order given (parents first); a missing parent is created by
     its own entry, not implicitly.
   - Supports check mode and diff mode (one before/after line per directory changed).
