@@ -222,7 +222,17 @@ def test_the_start_time_of_this_process_is_now_or_earlier():
     assert 0 < time.time() - reload.process_start(os.getpid()) < 3600
 
 
-def test_the_virtualenv_of_this_process_is_its_prefix():
-    assert reload.process_venv(os.getpid()) == os.path.realpath(
-        os.path.dirname(os.path.dirname(sys.executable))
-    )
+def test_the_virtualenv_of_a_process_is_the_one_of_the_interpreter_it_was_started_with():
+    # As systemd starts gunicorn: the interpreter by its absolute path (the script's shebang).
+    import subprocess
+
+    code = "import time; print('started', flush=True); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "started\n"  # it runs the interpreter by now
+        assert reload.process_venv(child.pid) == os.path.realpath(
+            os.path.dirname(os.path.dirname(sys.executable))
+        )
+    finally:
+        child.kill()
+        child.wait()
