@@ -275,3 +275,51 @@ def test_missing_archives_are_the_wheelhouses_not_on_the_controller(tmp_path):
     assert filters.missing_archives(targets, str(tmp_path)) == [
         str(tmp_path / "cp313-x86_64.tar.gz")
     ]
+
+
+# An environment file as app.env.j2 writes it (values through Jinja's quote filter).
+ENV_FILE = """# comment
+DJANGO_SECRET_KEY='k3y with '"'"'quote'"'"' $ # é'
+DJANGO_SECRET_KEY_FALLBACKS='["old-key"]'
+CELERY_BROKER_URL='redis://app:p%40ss%2Fw0rd@127.0.0.1:6379/0'
+PYTHONUNBUFFERED=1
+EMPTY=
+"""
+
+
+def test_env_values_reads_back_what_the_role_quoted():
+    values = filters.env_values(ENV_FILE)
+    assert values["DJANGO_SECRET_KEY"] == "k3y with 'quote' $ # é"
+    assert values["PYTHONUNBUFFERED"] == "1"
+    assert values["EMPTY"] == ""
+    assert "# comment" not in values
+
+
+def test_url_password_is_percent_decoded():
+    url = filters.env_values(ENV_FILE)["CELERY_BROKER_URL"]
+    assert filters.url_password(url) == "p@ss/w0rd"
+    assert filters.url_password("redis://127.0.0.1:6379/0") == ""
+    assert filters.url_password("") == ""
+
+
+def test_passwords_in_use_are_the_fleets_other_running_passwords_each_once():
+    running = {"_django_celery_running_env": filters.env_values(ENV_FILE)}
+    hostvars = {"web": running, "worker": running, "broker": {}, "new": {}}
+    hosts = ["web", "worker", "broker", "new", "absent"]
+    assert filters.passwords_in_use(hosts, hostvars, "CELERY_BROKER_URL", "new") == ["p@ss/w0rd"]
+    assert filters.passwords_in_use(hosts, hostvars, "CELERY_BROKER_URL", "p@ss/w0rd") == []
+
+
+def test_a_changed_secret_key_keeps_the_running_one_as_fallback():
+    running = filters.env_values(ENV_FILE)
+    assert filters.secret_key_fallbacks(running, "new", []) == ["k3y with 'quote' $ # é"]
+
+
+def test_an_unchanged_secret_key_keeps_the_fallbacks_it_had():
+    running = filters.env_values(ENV_FILE)
+    key = running["DJANGO_SECRET_KEY"]
+    assert filters.secret_key_fallbacks(running, key, ["mine", "old-key"]) == ["old-key", "mine"]
+
+
+def test_a_first_deploy_has_only_the_operators_fallbacks():
+    assert filters.secret_key_fallbacks({}, "new", ["new", "mine"]) == ["mine"]

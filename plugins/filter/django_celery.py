@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from collections.abc import Iterable, Mapping
+from urllib.parse import unquote, urlsplit
 
 LOOPBACK = "127.0.0.1"
 
@@ -239,9 +241,56 @@ def handlers_for(files: Iterable[Mapping], changed: Iterable[str]) -> list[str]:
     return found
 
 
+def env_values(content: str) -> dict:
+    """The variables of an environment file the role wrote (values quoted for sh and systemd)."""
+    values = {}
+    for line in content.splitlines():
+        if not line.strip() or line.lstrip().startswith("#") or "=" not in line:
+            continue
+        name, _, raw = line.partition("=")
+        words = shlex.split(raw)
+        values[name.strip()] = words[0] if words else ""
+    return values
+
+
+def url_password(url: str) -> str:
+    """The password in a URL (percent-decoded), or '' when it has none."""
+    return unquote(urlsplit(url).password or "") if url else ""
+
+
+def passwords_in_use(hosts: Iterable[str], hostvars: Mapping, variable: str, current: str) -> list:
+    """The passwords in the URL `variable` of the environment each host's services run with
+    (read by tasks/settings.yml into _django_celery_running_env), other than `current`."""
+    found = []
+    for host in hosts:
+        running = (hostvars.get(host) or {}).get("_django_celery_running_env") or {}
+        password = url_password(running.get(variable, ""))
+        if password and password != current and password not in found:
+            found.append(password)
+    return found
+
+
+def secret_key_fallbacks(running: Mapping, new_key: str, given: Iterable[str]) -> list[str]:
+    """SECRET_KEY_FALLBACKS after a run: the key the host ran with when it changes (so what it
+    signed stays valid), else the fallbacks it already had; then the operator's own."""
+    if running.get("DJANGO_SECRET_KEY") and running["DJANGO_SECRET_KEY"] != new_key:
+        kept = [running["DJANGO_SECRET_KEY"]]
+    else:
+        kept = json.loads(running.get("DJANGO_SECRET_KEY_FALLBACKS") or "[]")
+    result = []
+    for key in [*kept, *given]:
+        if key and key != new_key and key not in result:
+            result.append(key)
+    return result
+
+
 class FilterModule:
     def filters(self):
         return {
+            "django_celery_env_values": env_values,
+            "django_celery_url_password": url_password,
+            "django_celery_passwords_in_use": passwords_in_use,
+            "django_celery_secret_key_fallbacks": secret_key_fallbacks,
             "django_celery_constraints": constraints,
             "django_celery_duplicates": duplicates,
             "django_celery_fleet_addresses": fleet_addresses,

@@ -42,7 +42,8 @@ BUNDLED = Path(
         text=True,
     ).strip()
 )
-CONTAINER = "dc-collection"
+# The test host (a container of that name is replaced).
+CONTAINER = os.environ.get("DJANGO_CELERY_COLLECTION_HOST", "dc-collection")
 IMAGE = os.environ.get("DJANGO_CELERY_IMAGE_BOOKWORM", "django-celery-systemd:bookworm")
 NAME = "djangoapp"
 UNITS = [f"{NAME}-worker@default.service", f"{NAME}-worker@slow.service"]
@@ -589,17 +590,113 @@ def test_rollback_refuses_a_release_given_on_the_command_line(rolled_back, play)
     assert on_host(f"readlink /srv/{NAME}/current") == f"/srv/{NAME}/releases/1"
 
 
+# --- rotate_secrets ------------------------------------------------------------------------
+
+ENV_FILE = f"/etc/{NAME}/{NAME}.env"
+# New secrets with the characters that break quoting: quotes, $, #, spaces, non-ASCII.
+NEW_SECRETS = {
+    "django_celery_broker_password": "n3w 'broker' $pass #é",
+    "django_celery_secret_key": 'r0tated-key-"quoted" $HOME #not-a-comment é-' + "x" * 40,
+}
+
+
+def running_env(name: str) -> str:
+    return on_host(f'set -a; . {ENV_FILE}; printf %s "${name}"')
+
+
+def broker_accepts(url: str) -> bool:
+    code = f"import redis, sys; redis.Redis.from_url({url!r}).ping()"
+    python = f"/srv/{NAME}/current/venv/bin/python"
+    return docker("exec", CONTAINER, python, "-c", code, check=False).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def rotated(rolled_back, play, workdir):
+    """New broker password and SECRET_KEY, rolled out while requests and tasks flow."""
+    before = {"url": running_env("CELERY_BROKER_URL"), "key": running_env("DJANGO_SECRET_KEY")}
+    token = manage_shell("from django.core import signing; print(signing.dumps('signed before'))")
+    secrets = workdir / "new-secrets.yml"
+    secrets.write_text(yaml.safe_dump(NEW_SECRETS, allow_unicode=True))
+    secrets.chmod(0o600)
+    on_host("rm -f /var/tmp/loop.stop /var/tmp/loop.json")
+    docker("exec", "-d", CONTAINER, "python3", "-c", REQUEST_LOOP)
+    tasks = [f"rotation-{n}" for n in range(20)]
+    for task_id in tasks:
+        send_slow(task_id, 0.5)
+    result = play("rotate_secrets", "-e", f"@{secrets}")
+    on_host("touch /var/tmp/loop.stop")
+    assert wait_until(lambda: on_host("test -s /var/tmp/loop.json && echo y", check=False), 30)
+    counts = json.loads(on_host("cat /var/tmp/loop.json"))
+    print(f"request loop during the secret rotation: {counts}")
+    done = wait_until(lambda: set(tasks) <= set(slow_report()["ids"]), 120)
+    again = play("rotate_secrets", "-e", f"@{secrets}")
+    return {
+        "result": result,
+        "again": again,
+        "before": before,
+        "token": token,
+        "counts": counts,
+        "tasks": tasks,
+        "done": done,
+    }
+
+
+def test_rotate_secrets_succeeds(rotated):
+    assert rotated["result"].returncode == 0, rotated["result"].stdout[-4000:]
+
+
+def test_rotate_secrets_writes_the_new_values_into_the_services_environment(rotated):
+    assert running_env("DJANGO_SECRET_KEY") == NEW_SECRETS["django_celery_secret_key"]
+    assert rotated["before"]["url"] != running_env("CELERY_BROKER_URL")
+
+
+def test_after_the_rotation_the_broker_refuses_the_old_password(rotated):
+    assert not broker_accepts(rotated["before"]["url"])
+
+
+def test_after_the_rotation_the_broker_accepts_the_new_password(rotated):
+    assert broker_accepts(running_env("CELERY_BROKER_URL"))
+
+
+def test_a_value_signed_with_the_old_secret_key_still_verifies(rotated):
+    code = f"from django.core import signing; print(signing.loads({rotated['token']!r}))"
+    assert manage_shell(code) == "signed before"
+
+
+def test_no_task_sent_during_the_rotation_is_lost(rotated):
+    assert rotated["done"], slow_report()
+    report = slow_report()
+    assert report["duplicated"] == 0, report
+
+
+def test_no_request_fails_during_the_rotation(rotated):
+    counts = rotated["counts"]
+    assert counts["requests"] > 20, counts
+    assert (counts["http_errors"], counts["connection_errors"]) == (0, 0), counts
+
+
+def test_the_rotation_prints_no_secret(rotated):
+    output = rotated["result"].stdout + rotated["result"].stderr
+    leaked = [v for v in [*NEW_SECRETS.values(), rotated["before"]["key"]] if v in output]
+    assert leaked == []
+
+
+def test_a_second_rotation_with_the_same_secrets_changes_nothing(rotated):
+    assert rotated["again"].returncode == 0, rotated["again"].stdout[-4000:]
+    assert changed_count(rotated["again"].stdout) == 0, rotated["again"].stdout[-4000:]
+
+
 # --- remove_project ------------------------------------------------------------------------
 
 
-def test_remove_project_without_its_name_is_refused(rolled_back, play):
+def test_remove_project_without_its_name_is_refused(rotated, play):
     result = play("remove_project")
     assert result.returncode != 0
     assert f"confirm with -e django_celery_remove={NAME}" in result.stdout
     assert unit_property(UNITS[0], "ActiveState") == "active"
 
 
-def test_remove_project_removes_its_services_and_files(rolled_back, play):
+def test_remove_project_removes_its_services_and_files(rotated, play):
     result = play("remove_project", "-e", f"django_celery_remove={NAME}")
     assert result.returncode == 0, result.stdout[-4000:]
     assert unit_property(UNITS[0], "LoadState") == "not-found"
