@@ -11,6 +11,7 @@ before the others start.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -62,7 +63,14 @@ def docker_run_argv() -> list[str]:
         argv += ["--security-opt", option]
     for capability in spec["capabilities"]:
         argv += ["--cap-add", capability]
-    return [*argv, spec["image"], *shlex.split(spec["command"])]
+    return [*argv, expand(spec["image"]), *shlex.split(spec["command"])]
+
+
+def expand(value: str) -> str:
+    """${NAME:-default} as Molecule expands it in molecule.yml (the image from the environment)."""
+    return re.sub(
+        r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m.group(1)) or m.group(2), value
+    )
 
 
 def inventory_with_new_worker() -> str:
