@@ -310,16 +310,17 @@ def test_passwords_in_use_are_the_fleets_other_running_passwords_each_once():
     assert filters.passwords_in_use(hosts, hostvars, "CELERY_BROKER_URL", "p@ss/w0rd") == []
 
 
-def test_a_changed_secret_key_keeps_the_running_one_as_fallback():
+def test_a_changed_secret_key_keeps_the_running_one_as_previous():
     running = filters.env_values(ENV_FILE)
-    assert filters.secret_key_fallbacks(running, "new", []) == ["k3y with 'quote' $ # é"]
+    assert filters.secret_key_previous(running, "new") == "k3y with 'quote' $ # é"
 
 
-def test_an_unchanged_secret_key_keeps_the_fallbacks_it_had():
-    running = filters.env_values(ENV_FILE)
+def test_an_unchanged_secret_key_keeps_the_previous_key_it_had_and_nothing_else():
+    running = {**filters.env_values(ENV_FILE), "DJANGO_SECRET_KEY_PREVIOUS": "older"}
     key = running["DJANGO_SECRET_KEY"]
-    assert filters.secret_key_fallbacks(running, key, ["mine", "old-key"]) == ["old-key", "mine"]
+    # The operator's old fallbacks ("old-key" in the file) are not carried over.
+    assert filters.secret_key_previous(running, key) == "older"
 
 
-def test_a_first_deploy_has_only_the_operators_fallbacks():
-    assert filters.secret_key_fallbacks({}, "new", ["new", "mine"]) == ["mine"]
+def test_a_first_deploy_has_no_previous_key():
+    assert filters.secret_key_previous({}, "new") == ""

@@ -270,18 +270,14 @@ def passwords_in_use(hosts: Iterable[str], hostvars: Mapping, variable: str, cur
     return found
 
 
-def secret_key_fallbacks(running: Mapping, new_key: str, given: Iterable[str]) -> list[str]:
-    """SECRET_KEY_FALLBACKS after a run: the key the host ran with when it changes (so what it
-    signed stays valid), else the fallbacks it already had; then the operator's own."""
+def secret_key_previous(running: Mapping, new_key: str) -> str:
+    """The key kept as a fallback after a run: the one the host ran with when SECRET_KEY changes
+    (so what it signed stays valid), else the one kept before; '' if none. Only this key is
+    carried from run to run: the operator's own fallbacks come from the inventory each time."""
     if running.get("DJANGO_SECRET_KEY") and running["DJANGO_SECRET_KEY"] != new_key:
-        kept = [running["DJANGO_SECRET_KEY"]]
-    else:
-        kept = json.loads(running.get("DJANGO_SECRET_KEY_FALLBACKS") or "[]")
-    result = []
-    for key in [*kept, *given]:
-        if key and key != new_key and key not in result:
-            result.append(key)
-    return result
+        return running["DJANGO_SECRET_KEY"]
+    previous = running.get("DJANGO_SECRET_KEY_PREVIOUS", "")
+    return previous if previous != new_key else ""
 
 
 class FilterModule:
@@ -290,7 +286,7 @@ class FilterModule:
             "django_celery_env_values": env_values,
             "django_celery_url_password": url_password,
             "django_celery_passwords_in_use": passwords_in_use,
-            "django_celery_secret_key_fallbacks": secret_key_fallbacks,
+            "django_celery_secret_key_previous": secret_key_previous,
             "django_celery_constraints": constraints,
             "django_celery_duplicates": duplicates,
             "django_celery_fleet_addresses": fleet_addresses,

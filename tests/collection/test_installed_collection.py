@@ -435,10 +435,23 @@ def drained(restarted, play):
     # Sent while drained: must wait in the broker, then run once the host is back.
     task_id = manage_shell("from demo.tasks import add; print(add.delay(20, 22).id)")
     time.sleep(3)
+    # A rolling restart meanwhile must leave the drained pools out.
+    restart = play("restart_workers")
+    states_after_restart = {
+        unit: (unit_property(unit, "ActiveState"), unit_property(unit, "UnitFileState"))
+        for unit in UNITS
+    }
     state_while_drained = manage_shell(
         f"from celery.result import AsyncResult; print(AsyncResult({task_id!r}).state)"
     )
-    return {"result": result, "states": states, "task_id": task_id, "pending": state_while_drained}
+    return {
+        "result": result,
+        "states": states,
+        "task_id": task_id,
+        "pending": state_while_drained,
+        "restart": restart,
+        "after_restart": states_after_restart,
+    }
 
 
 def test_drain_succeeds_and_reports_the_host_drained(drained):
@@ -453,6 +466,11 @@ def test_drain_lets_the_task_in_flight_finish_before_stopping(drained):
 
 def test_drain_leaves_the_pools_stopped_and_disabled(drained):
     assert drained["states"] == {unit: ("inactive", "disabled") for unit in UNITS}
+
+
+def test_a_rolling_restart_leaves_a_drained_host_drained(drained):
+    assert drained["restart"].returncode == 0, drained["restart"].stdout[-4000:]
+    assert drained["after_restart"] == {unit: ("inactive", "disabled") for unit in UNITS}
 
 
 def test_a_task_sent_to_a_drained_host_waits_in_the_broker(drained):
@@ -552,12 +570,26 @@ def test_no_request_fails_while_a_release_goes_live(reloaded):
 
 @pytest.fixture(scope="module")
 def rolled_back(reloaded, play):
+    # A release that fails before going live (its post-deploy command does not exist): its
+    # directory is the newest, and rollback must not pick it.
+    broken = play(
+        "site",
+        "-e",
+        json.dumps(
+            {
+                "django_celery_release": "broken",
+                "django_celery_post_deploy_commands": [["no_such_command"]],
+            }
+        ),
+    )
+    assert broken.returncode != 0, broken.stdout[-3000:]
+    assert on_host(f"test -d /srv/{NAME}/releases/broken && echo kept") == "kept"
     before = on_host(f"readlink /srv/{NAME}/current")
     result = play("rollback")
     return {"before": before, "result": result, "after": on_host(f"readlink /srv/{NAME}/current")}
 
 
-def test_rollback_switches_current_to_the_previous_release(rolled_back):
+def test_rollback_switches_current_to_the_release_that_ran_before_not_the_newest(rolled_back):
     assert rolled_back["result"].returncode == 0, rolled_back["result"].stdout[-4000:]
     assert (rolled_back["before"], rolled_back["after"]) == (
         f"/srv/{NAME}/releases/2",
