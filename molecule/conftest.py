@@ -204,12 +204,14 @@ def unique_id(label: str) -> str:
     return f"{label}-{uuid.uuid4().hex[:10]}"
 
 
-def ansible_playbook(*args: str) -> subprocess.CompletedProcess:
-    """Run ansible-playbook from the controller against this scenario's inventory."""
+def ansible_playbook(*args: str, playbook: str = "") -> subprocess.CompletedProcess:
+    """Run ansible-playbook from the controller against this scenario's inventory: the shared
+    converge.yml, or a playbook of the repository's (e.g. "playbooks/rotate_secrets.yml")."""
     scenario_dir = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
     converge = scenario_dir.parent / "resources" / "converge.yml"
+    path = scenario_dir.parent.parent / playbook if playbook else converge
     return subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(converge), *args],
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(path), *args],
         capture_output=True,
         text=True,
         timeout=900,
@@ -250,3 +252,52 @@ def add_on_the_host(host, a: int, b: int) -> int:
     the result they computed."""
     out = manage(host, "run_task", "demo.tasks.add", str(a), str(b), "--timeout=60")
     return json.loads(out.strip().splitlines()[-1])
+
+
+# A process that holds the credentials the services ran with when it started, as the services of
+# a host whose batch has not come yet do while a new password rolls out: until the stop file
+# appears (or 600 s), it opens a new database connection and a new broker connection every
+# 0.2 s and counts the ones refused. Run in the app's Django shell (its environment file as it
+# was at the start). {label} names the files.
+OLD_LOGIN_LOOP = r"""
+import json, os, time
+import kombu
+from django.db import connection
+stop, out = "/var/tmp/{label}.stop", "/var/tmp/{label}.json"
+counts = {{"rounds": 0, "database_refused": 0, "broker_refused": 0,
+          "login": connection.settings_dict["USER"] or "sqlite"}}
+url = os.environ["CELERY_BROKER_URL"]
+deadline = time.monotonic() + 600
+while not os.path.exists(stop) and time.monotonic() < deadline:
+    counts["rounds"] += 1
+    try:
+        connection.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as error:
+        counts["database_refused"] += 1
+        counts.setdefault("first_database_error", repr(error)[:300])
+    try:
+        with kombu.Connection(url, connect_timeout=5) as broker:
+            broker.ensure_connection(max_retries=1)
+    except Exception as error:
+        counts["broker_refused"] += 1
+        counts.setdefault("first_broker_error", repr(error)[:300])
+    time.sleep(0.2)
+json.dump(counts, open(out, "w"))
+"""
+
+
+def start_old_login_loop(host, label: str) -> None:
+    """Start OLD_LOGIN_LOOP on the host, in the background (a transient unit)."""
+    host.run(f"rm -f /var/tmp/{label}.stop /var/tmp/{label}.json")
+    code = OLD_LOGIN_LOOP.format(label=label)
+    run_ok(host, "systemd-run", f"--unit={label}", "--collect", MANAGE, "shell", "-c", code)
+
+
+def stop_old_login_loop(host, label: str) -> dict:
+    """Stop the loop and return its counts."""
+    run_ok(host, "touch", f"/var/tmp/{label}.stop")
+    done = wait_for(lambda: host.file(f"/var/tmp/{label}.json").exists, timeout=30)
+    assert done, host.run(f"journalctl -u {label} -n 30 --no-pager").stdout
+    return json.loads(host.file(f"/var/tmp/{label}.json").content_string)

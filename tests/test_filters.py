@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from ansible.errors import AnsibleFilterError
 
 PLUGIN = Path(__file__).resolve().parent.parent / "plugins/filter/django_celery.py"
 spec = importlib.util.spec_from_file_location("django_celery_filters", PLUGIN)
@@ -161,12 +162,20 @@ host    djangoapp       djangoapp       10.0.0.3/32             scram-sha-256
 host    djangoapp       djangoapp       10.0.0.9/32             scram-sha-256  # gone
 host    shop            shop            10.0.0.9/32             scram-sha-256
 host    djangoapp       djangoapp       10.0.0.8/32             md5
+host    djangoapp       djangoapp_alt   10.0.0.3/32             scram-sha-256
+host    djangoapp       djangoapp_alt   10.0.0.7/32             scram-sha-256
 """
 
 
 def test_stale_hba_sources_are_the_projects_lines_of_hosts_that_left():
     stale = filters.stale_hba_sources(PG_HBA, "djangoapp", "djangoapp", ["10.0.0.2", "10.0.0.3"])
     assert stale == ["10.0.0.9/32"]
+
+
+def test_stale_hba_sources_cover_each_of_the_comma_separated_logins():
+    fleet = ["10.0.0.2", "10.0.0.3"]
+    stale = filters.stale_hba_sources(PG_HBA, "djangoapp", "djangoapp,djangoapp_alt", fleet)
+    assert stale == ["10.0.0.9/32", "10.0.0.7/32"]
 
 
 def test_rabbitmq_shared_takes_the_longest_consumer_timeout_and_every_listener_once():
@@ -308,6 +317,49 @@ def test_passwords_in_use_are_the_fleets_other_running_passwords_each_once():
     hosts = ["web", "worker", "broker", "new", "absent"]
     assert filters.passwords_in_use(hosts, hostvars, "CELERY_BROKER_URL", "new") == ["p@ss/w0rd"]
     assert filters.passwords_in_use(hosts, hostvars, "CELERY_BROKER_URL", "p@ss/w0rd") == []
+
+
+LOGINS = ["app", "app_alt"]
+
+
+def running_as(user: str, password: str) -> dict:
+    url = f"postgresql://{user}:{password.replace('/', '%2F')}@db:5432/app"
+    return {"_django_celery_running_env": {"DATABASE_URL": url}}
+
+
+def login(hostvars: dict, password: str) -> dict:
+    hosts = list(hostvars) + ["not-yet-provisioned"]
+    return filters.credential_login(hosts, hostvars, "DATABASE_URL", LOGINS, password)
+
+
+def test_a_first_deploy_uses_the_user_itself():
+    assert login({"web": {}, "db": {}}, "new") == {"login": "app", "keep": ["app"]}
+
+
+def test_a_password_the_fleet_runs_with_keeps_its_login():
+    hostvars = {"web": running_as("app_alt", "p/w"), "worker": running_as("app_alt", "p/w")}
+    assert login(hostvars, "p/w") == {"login": "app_alt", "keep": ["app_alt"]}
+
+
+def test_a_new_password_goes_to_the_login_no_host_runs_and_the_running_one_is_kept():
+    hostvars = {"web": running_as("app", "old"), "worker": running_as("app", "old")}
+    assert login(hostvars, "new") == {"login": "app_alt", "keep": ["app", "app_alt"]}
+
+
+def test_a_rotation_half_rolled_out_goes_on_with_the_login_it_chose():
+    hostvars = {"web": running_as("app", "old"), "worker": running_as("app_alt", "new")}
+    assert login(hostvars, "new") == {"login": "app_alt", "keep": ["app", "app_alt"]}
+
+
+def test_a_second_rotation_before_the_first_reached_every_host_is_refused():
+    hostvars = {"web": running_as("app", "old"), "worker": running_as("app_alt", "new")}
+    with pytest.raises(AnsibleFilterError, match="has not reached every host"):
+        login(hostvars, "newer")
+
+
+def test_a_user_other_than_the_two_logins_is_not_counted_as_running():
+    hostvars = {"web": running_as("someone", "old")}
+    assert login(hostvars, "new") == {"login": "app", "keep": ["app"]}
 
 
 def test_a_changed_secret_key_keeps_the_running_one_as_previous():

@@ -177,7 +177,11 @@ CASES = {
     ),
     "database_name_with_a_quote": (
         {"django_celery_database_name": "shop'db"},
-        r"django_celery_database_name and django_celery_database_user .* must be PostgreSQL names",
+        r"django_celery_database_name \(\"shop'db\"\) must be a PostgreSQL name",
+    ),
+    "database_user_too_long_for_its_alternate_login": (
+        {"django_celery_database_user": "u" * 60},
+        r"django_celery_database_user \(\"u{60}\"\) must be a PostgreSQL name of at most 59",
     ),
     "redis_maxmemory_not_a_size": (
         {"django_celery_redis_maxmemory": "lots"},

@@ -10,8 +10,10 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
+
+from ansible.errors import AnsibleFilterError
 
 LOOPBACK = "127.0.0.1"
 
@@ -126,15 +128,22 @@ def constraints(installed: Iterable[Mapping]) -> str:
     return "".join(f"{package['name']}=={package['version']}\n" for package in installed)
 
 
-def stale_hba_sources(content: str, database: str, user: str, fleet: Iterable[str]) -> list[str]:
+def stale_hba_sources(content: str, database: str, users: str, fleet: Iterable[str]) -> list[str]:
     """The sources (address/32) of pg_hba.conf's `host DATABASE USER SOURCE scram-sha-256`
-    lines whose address is no longer one of the fleet's: what the role wrote for a host that
-    has left."""
+    lines, for any of the comma-separated users, whose address is no longer one of the fleet's:
+    what the role wrote for a host that has left (community.postgresql.postgresql_pg_hba writes
+    one line per user)."""
     keep = {f"{address}/32" for address in fleet}
+    names = set(users.split(","))
     stale = []
     for line in content.splitlines():
         fields = line.split("#", 1)[0].split()
-        if fields[:3] == ["host", database, user] and fields[4:5] == ["scram-sha-256"]:
+        if (
+            fields[:2] == ["host", database]
+            and fields[2:3] != []
+            and fields[2] in names
+            and fields[4:5] == ["scram-sha-256"]
+        ):
             if fields[3] not in keep and fields[3] not in stale:
                 stale.append(fields[3])
     return stale
@@ -270,6 +279,39 @@ def passwords_in_use(hosts: Iterable[str], hostvars: Mapping, variable: str, cur
     return found
 
 
+def credential_login(
+    hosts: Iterable[str], hostvars: Mapping, variable: str, logins: Sequence[str], password: str
+) -> dict:
+    """Which of a user's two logins (RabbitMQ or PostgreSQL: the user, and its alternate) the
+    services get `password` with, and which logins must keep working: {"login", "keep"}.
+
+    A server that holds one password per user cannot accept the old and the new one at once, so
+    a new password goes to the login no host runs with (the hosts still on the other keep it,
+    with its old password, until their batch restarts); a password the fleet already runs keeps
+    its login. Read from the URL `variable` of the environment each host's services run with
+    (tasks/settings.yml). Logins in neither list are retired (no host runs with them)."""
+    running: dict[str, set] = {}
+    for host in hosts:
+        env = (hostvars.get(host) or {}).get("_django_celery_running_env") or {}
+        url = urlsplit(env.get(variable, "") or "")
+        user = unquote(url.username or "")
+        if user in logins:
+            running.setdefault(user, set()).add(unquote(url.password or ""))
+    matching = [login for login in logins if password in running.get(login, set())]
+    free = [login for login in logins if login not in running]
+    if matching:
+        login = matching[0]
+    elif free:
+        login = free[0]
+    else:
+        raise AnsibleFilterError(
+            f"the fleet's services run with both logins ({', '.join(logins)}) and neither has the "
+            "new password: a previous password change has not reached every host. Finish it "
+            "first (run again with the password it set), then change the password."
+        )
+    return {"login": login, "keep": [name for name in logins if name == login or name in running]}
+
+
 def secret_key_previous(running: Mapping, new_key: str) -> str:
     """The key kept as a fallback after a run: the one the host ran with when SECRET_KEY changes
     (so what it signed stays valid), else the one kept before; '' if none. Only this key is
@@ -286,6 +328,7 @@ class FilterModule:
             "django_celery_env_values": env_values,
             "django_celery_url_password": url_password,
             "django_celery_passwords_in_use": passwords_in_use,
+            "django_celery_credential_login": credential_login,
             "django_celery_secret_key_previous": secret_key_previous,
             "django_celery_constraints": constraints,
             "django_celery_duplicates": duplicates,

@@ -23,7 +23,6 @@ INVENTORY = os.environ.get("MOLECULE_INVENTORY_FILE", "")
 SCENARIO = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).parent.parent))
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp"))
 PROJECT = SCENARIO.parent.parent
-SITE_YML = PROJECT / "site.yml"
 NAME = "djangoapp"
 BROKER = "dc-cluster-broker"
 WEB = "dc-cluster-web"
@@ -83,10 +82,15 @@ def wait_until(predicate, timeout: float, interval: float = 1.0):
 
 def site_yml(*args: str, inventory: str = "") -> subprocess.CompletedProcess:
     """Run site.yml from the controller, as an operator would, against the fleet."""
+    return playbook("site.yml", *args, inventory=inventory)
+
+
+def playbook(name: str, *args: str, inventory: str = "") -> subprocess.CompletedProcess:
+    """Run a playbook of the repository (site.yml, playbooks/drain.yml, ...) against the fleet."""
     # Plain text to read (molecule sets ANSIBLE_FORCE_COLOR for its own runs).
     env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
     return subprocess.run(
-        ["ansible-playbook", "-i", inventory or INVENTORY, str(SITE_YML), *args],
+        ["ansible-playbook", "-i", inventory or INVENTORY, str(PROJECT / name), *args],
         capture_output=True,
         text=True,
         timeout=1500,
@@ -173,3 +177,23 @@ def slow_task_report(host, prefix: str) -> dict:
 
 def run_id() -> str:
     return time.strftime("%H%M%S")
+
+
+# Run in the web host's Django shell: send a 1 s slow task every 0.5 s (ids PREFIX-00000, ...)
+# until /var/lib/djangoapp/stop-stream-RUN appears (or 1200 s), then write what it sent to
+# /var/lib/djangoapp/stream-RUN.json.
+STREAM = """
+import json, time, pathlib
+from proj.celery import app
+stop = pathlib.Path('/var/lib/djangoapp/stop-stream-{run}')
+sent, last_sent = [], 0.0
+deadline = time.monotonic() + 1200
+while not stop.exists() and time.monotonic() < deadline:
+    task_id = '{prefix}-%05d' % len(sent)
+    app.send_task('demo.tasks.slow', args=[task_id, 1], queue='slow')
+    sent.append(task_id)
+    last_sent = time.time()
+    time.sleep(0.5)
+result = {{'ids': sent, 'last_sent': last_sent, 'stopped': stop.exists()}}
+pathlib.Path('/var/lib/djangoapp/stream-{run}.json').write_text(json.dumps(result))
+"""

@@ -24,6 +24,7 @@ from fleet import (
     INVENTORY,
     NAME,
     PROJECT,
+    STREAM,
     WEB,
     WORKER_HOSTS,
     app_units,
@@ -125,23 +126,7 @@ def test_configuration_change_without_a_new_release_reaches_the_running_workers(
 
 # --- A rolling redeploy with tasks in flight -------------------------------------------------
 
-# Sends one 1-second task every half second until the stop file appears (the test writes it
-# after ansible-playbook returned); a safety deadline ends it if the test dies.
-STREAM = """
-import json, time, pathlib
-from proj.celery import app
-stop = pathlib.Path('/var/lib/djangoapp/stop-stream-{run}')
-sent, last_sent = [], 0.0
-deadline = time.monotonic() + 1200
-while not stop.exists() and time.monotonic() < deadline:
-    task_id = 'rolling-{run}-%05d' % len(sent)
-    app.send_task('demo.tasks.slow', args=[task_id, 1], queue='slow')
-    sent.append(task_id)
-    last_sent = time.time()
-    time.sleep(0.5)
-result = {{'ids': sent, 'last_sent': last_sent, 'stopped': stop.exists()}}
-pathlib.Path('/var/lib/djangoapp/stream-{run}.json').write_text(json.dumps(result))
-"""
+# fleet.STREAM sends the tasks; the test writes its stop file after ansible-playbook returned.
 
 MIGRATION = """from django.db import migrations
 
@@ -211,9 +196,10 @@ def redeploy():
     source, migration = release_with_a_migration(run)
     before = services_snapshot()
     host.run(f"rm -f /var/lib/{NAME}/stop-stream-{run}")
+    stream = STREAM.format(run=run, prefix=f"rolling-{run}")
     start = host.run(
         f"systemd-run --unit=slow-stream-{run} --collect "
-        f"{NAME}-manage shell -c {shlex.quote(STREAM.format(run=run))}"
+        f"{NAME}-manage shell -c {shlex.quote(stream)}"
     )
     assert start.rc == 0, start.stderr
     time.sleep(5)

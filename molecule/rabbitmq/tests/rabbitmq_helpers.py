@@ -53,12 +53,6 @@ def broker_password(url: str) -> str:
     return urlsplit(url).password
 
 
-def with_password(url: str, password: str) -> str:
-    parts = urlsplit(url)
-    netloc = f"{parts.username}:{quote(password, safe='')}@{parts.hostname}:{parts.port}"
-    return parts._replace(netloc=netloc).geturl()
-
-
 def with_vhost(url: str, vhost: str) -> str:
     return urlsplit(url)._replace(path="/" + quote(vhost, safe="")).geturl()
 

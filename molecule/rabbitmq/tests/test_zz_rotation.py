@@ -1,20 +1,35 @@
-"""Rotating the RabbitMQ password (README: "password changes really applied"): a run with a new
-django_celery_broker_password changes it in RabbitMQ and in the running services, and a run
-without it goes back to the generated one.
+"""Rotating the RabbitMQ password (README: "password changes really applied", "no connection
+refused"): RabbitMQ holds one password per user, so a new django_celery_broker_password goes to
+the user's other login (djangoapp_alt) while the one the services ran with keeps working until
+they have all restarted; playbooks/rotate_secrets.yml then removes it. A second rotation, back
+to the generated password, goes back to the first login.
 
 Runs last (molecule passes the files sorted by path, the shared tests first): it converges the
-host twice and restarts every service. The second run restores the generated password, so the
-host ends as converge left it.
+host three times and restarts every service. The last rotation restores the generated password
+on the user's own login, so the host ends as converge left it.
 """
 
 import json
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from conftest import POOLS, SCENARIO, ansible_playbook, manage, unit_of, unit_property
-from rabbitmq_helpers import broker_password, broker_url, connect, with_password
+from conftest import (
+    NAME,
+    POOLS,
+    SCENARIO,
+    ansible_playbook,
+    manage,
+    start_old_login_loop,
+    stop_old_login_loop,
+    unit_of,
+    unit_property,
+)
+from rabbitmq_helpers import broker_password, broker_url, connect
+
+ROTATE_SECRETS = "playbooks/rotate_secrets.yml"
 
 
 def generated_password() -> str:
@@ -31,14 +46,29 @@ def process_env(host, pid: str) -> str:
     return host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/environ")
 
 
-def converge(host, *args: str) -> dict:
+def rotate(host, *args: str) -> dict:
+    """rotate_secrets.yml (the rollout, then the play that retires the login no service runs
+    with any more)."""
     before = {"url": broker_url(host), "pids": main_pids(host)}
-    result = ansible_playbook(*args)
+    result = ansible_playbook(*args, playbook=ROTATE_SECRETS)
     return {"result": result, "before": before, "url": broker_url(host), "pids": main_pids(host)}
 
 
-def play_output(run: dict) -> str:
-    return run["result"].stdout[-3000:] + run["result"].stderr[-2000:]
+def rotate_watched(host, *args: str) -> dict:
+    """The rollout alone first (site.yml, the plays rotate_secrets.yml starts with) while a
+    process holding the old credentials keeps opening broker connections, then rotate()."""
+    label = f"old-login-{secrets.token_hex(4)}"
+    before_url = broker_url(host)
+    start_old_login_loop(host, label)
+    rollout = ansible_playbook(*args, playbook="site.yml")
+    old_login = stop_old_login_loop(host, label)
+    run = rotate(host, *args)
+    run["before"]["url"] = before_url
+    return {**run, "rollout": rollout, "old_login": old_login}
+
+
+def play_output(run: dict, key: str = "result") -> str:
+    return run[key].stdout[-3000:] + run[key].stderr[-2000:]
 
 
 # Characters that need quoting or encoding somewhere on their way (URL, environment file read by
@@ -54,20 +84,25 @@ def rotated(host):
     new = secrets.token_urlsafe(12) + SPECIAL
     extra_env = {**SCENARIO.get("django_celery_extra_env", {}), ROUND_TRIP: SPECIAL}
     extra = {"django_celery_broker_password": new, "django_celery_extra_env": extra_env}
-    run = converge(host, "-e", json.dumps(extra))
+    run = rotate_watched(host, "-e", json.dumps(extra))
     run["password"] = new
     return run
 
 
 @pytest.fixture(scope="module")
 def rotated_back(host, rotated):
-    run = converge(host)
+    run = rotate(host)
     run["password"] = generated_password()
     return run
 
 
-def test_rotation_play_succeeds(rotated):
-    returncode = rotated["result"].returncode  # not the command line: it holds the password
+def test_rotation_rollout_succeeds(rotated):
+    returncode = rotated["rollout"].returncode  # not the command line: it holds the password
+    assert returncode == 0, play_output(rotated, "rollout")
+
+
+def test_rotate_secrets_succeeds(rotated):
+    returncode = rotated["result"].returncode
     assert returncode == 0, play_output(rotated)
 
 
@@ -85,18 +120,29 @@ def test_a_value_with_quotes_dollars_hashes_and_non_ascii_reaches_manage_py_exac
     assert json.loads(out.strip().splitlines()[-1]) == SPECIAL
 
 
-def test_rotation_refuses_the_old_password(host, rotated):
+def test_while_the_new_password_rolls_out_the_old_login_is_never_refused(rotated):
+    counts = rotated["old_login"]
+    assert counts["rounds"] > 10, counts
+    assert counts["broker_refused"] == 0, counts
+
+
+def test_rotation_moves_the_services_to_the_other_login(rotated):
+    assert urlsplit(rotated["before"]["url"]).username == NAME
+    assert urlsplit(rotated["url"]).username == f"{NAME}_alt"
+
+
+def test_rotation_writes_the_new_password_into_the_services_environment(rotated):
+    assert broker_password(rotated["url"]) == rotated["password"]
+
+
+def test_rotate_secrets_retires_the_old_login(host, rotated):
     result = connect(host, rotated["before"]["url"])
     assert result.rc != 0 and "ACCESS_REFUSED" in result.stderr, result.stderr[-500:]
 
 
 def test_rotation_accepts_the_new_password(host, rotated):
-    result = connect(host, with_password(rotated["before"]["url"], rotated["password"]))
+    result = connect(host, rotated["url"])
     assert result.rc == 0, result.stderr[-500:]
-
-
-def test_rotation_writes_the_new_password_into_the_services_environment(rotated):
-    assert rotated["url"] == with_password(rotated["before"]["url"], rotated["password"])
 
 
 def test_rotation_restarts_each_worker_with_the_new_url(host, rotated, pool):
@@ -114,12 +160,13 @@ def test_rotating_back_play_succeeds(rotated_back):
     assert returncode == 0, play_output(rotated_back)
 
 
-def test_rotating_back_refuses_the_rotated_password(host, rotated_back):
+def test_rotating_back_retires_the_rotated_login(host, rotated_back):
     result = connect(host, rotated_back["before"]["url"])
     assert result.rc != 0 and "ACCESS_REFUSED" in result.stderr, result.stderr[-500:]
 
 
-def test_rotating_back_restores_the_generated_password(host, rotated_back):
+def test_rotating_back_restores_the_generated_password_on_the_users_own_login(host, rotated_back):
+    assert urlsplit(rotated_back["url"]).username == NAME
     assert broker_password(rotated_back["url"]) == generated_password()
     result = connect(host, rotated_back["url"])
     assert result.rc == 0, result.stderr[-500:]
