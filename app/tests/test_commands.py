@@ -1,6 +1,7 @@
 """Unit tests for the management commands (no broker needed)."""
 
 import json
+import socket
 from io import StringIO
 
 import pytest
@@ -76,6 +77,7 @@ def test_slow_task_report_counts_starts_completions_and_reruns():
         "started_twice": 1,
         "duplicated": 1,
         "ids": ["r-1", "r-2"],
+        "hosts": [socket.gethostname()],
     }
 
 

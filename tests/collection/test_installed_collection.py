@@ -378,42 +378,10 @@ def test_a_second_run_of_the_collections_playbook_changes_nothing(rerun):
 # --- restart_workers -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def restarted(rerun, play):
-    pids = {unit: unit_property(unit, "MainPID") for unit in UNITS}
-    send_slow("restart-in-flight", 6)
-    assert wait_until(lambda: started("restart-in-flight"), 30), "the slow task never started"
-    result = play("restart_workers")
-    return {
-        "result": result,
-        "before": pids,
-        "after": {unit: unit_property(unit, "MainPID") for unit in UNITS},
-    }
-
-
-def test_restart_workers_succeeds_after_pinging_every_pool(restarted):
-    result = restarted["result"]
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert "Ping the worker nodes" in result.stdout
-
-
-def test_restart_workers_gives_each_pool_a_new_process(restarted):
-    for unit in UNITS:
-        assert restarted["after"][unit] not in ("0", restarted["before"][unit]), restarted
-
-
-def test_restart_workers_lets_the_task_in_flight_finish_once(restarted):
-    # Warm stop: the restart waited for it; it was neither cut short nor run again.
-    assert runs("restart-in-flight") == (1, 1)
-
-
-def test_restart_workers_leaves_beat_and_gunicorn_running(restarted):
-    for unit in (f"{NAME}-beat.service", f"{NAME}-web.service"):
-        assert unit_property(unit, "ActiveState") == "active"
-    assert changed_count(restarted["result"].stdout) == 1  # the one restart, nothing else
-
-
-# --- drain and resume ----------------------------------------------------------------------
+# --- day-2 playbooks ----------------------------------------------------------------------
+# restart_workers, drain and resume run on the cluster scenario's fleet
+# (molecule/cluster/tests/test_day2_operations.py); rollback, rotate_secrets and remove_project
+# below.
 
 
 def test_drain_naming_no_host_is_refused_before_any_change(rerun, play):
@@ -421,83 +389,6 @@ def test_drain_naming_no_host_is_refused_before_any_change(rerun, play):
     assert result.returncode != 0
     assert "Name the hosts to drain with -e django_celery_drain_hosts=" in result.stdout
     assert all(unit_property(unit, "ActiveState") == "active" for unit in UNITS)
-
-
-@pytest.fixture(scope="module")
-def drained(restarted, play):
-    send_slow("drain-in-flight", 5)
-    assert wait_until(lambda: started("drain-in-flight"), 30), "the slow task never started"
-    result = play("drain", "-e", "django_celery_drain_hosts=collection")
-    states = {
-        unit: (unit_property(unit, "ActiveState"), unit_property(unit, "UnitFileState"))
-        for unit in UNITS
-    }
-    # Sent while drained: must wait in the broker, then run once the host is back.
-    task_id = manage_shell("from demo.tasks import add; print(add.delay(20, 22).id)")
-    time.sleep(3)
-    # A rolling restart meanwhile must leave the drained pools out.
-    restart = play("restart_workers")
-    states_after_restart = {
-        unit: (unit_property(unit, "ActiveState"), unit_property(unit, "UnitFileState"))
-        for unit in UNITS
-    }
-    state_while_drained = manage_shell(
-        f"from celery.result import AsyncResult; print(AsyncResult({task_id!r}).state)"
-    )
-    return {
-        "result": result,
-        "states": states,
-        "task_id": task_id,
-        "pending": state_while_drained,
-        "restart": restart,
-        "after_restart": states_after_restart,
-    }
-
-
-def test_drain_succeeds_and_reports_the_host_drained(drained):
-    result = drained["result"]
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert "collection drained:" in result.stdout
-
-
-def test_drain_lets_the_task_in_flight_finish_before_stopping(drained):
-    assert runs("drain-in-flight") == (1, 1)
-
-
-def test_drain_leaves_the_pools_stopped_and_disabled(drained):
-    assert drained["states"] == {unit: ("inactive", "disabled") for unit in UNITS}
-
-
-def test_a_rolling_restart_leaves_a_drained_host_drained(drained):
-    assert drained["restart"].returncode == 0, drained["restart"].stdout[-4000:]
-    assert drained["after_restart"] == {unit: ("inactive", "disabled") for unit in UNITS}
-
-
-def test_a_task_sent_to_a_drained_host_waits_in_the_broker(drained):
-    assert drained["pending"] == "PENDING"
-
-
-@pytest.fixture(scope="module")
-def resumed(drained, play):
-    result = play("resume")
-    value = manage_shell(
-        "from celery.result import AsyncResult; "
-        f"print(AsyncResult({drained['task_id']!r}).get(timeout=60))"
-    )
-    return {"result": result, "value": value}
-
-
-def test_resume_brings_the_pools_back_started_and_enabled(resumed):
-    assert resumed["result"].returncode == 0, resumed["result"].stdout[-4000:]
-    for unit in UNITS:
-        assert (unit_property(unit, "ActiveState"), unit_property(unit, "UnitFileState")) == (
-            "active",
-            "enabled",
-        )
-
-
-def test_resume_runs_the_task_that_waited_while_drained(resumed):
-    assert resumed["value"] == "42"
 
 
 # --- a code-only release reloads gunicorn: no request fails --------------------------------
@@ -527,7 +418,7 @@ json.dump(counts, open("/var/tmp/loop.json", "w"))
 
 
 @pytest.fixture(scope="module")
-def reloaded(resumed, play):
+def reloaded(rerun, play):
     """Release 2, the same code and requirements as release 1, deployed under a request loop."""
     web = f"{NAME}-web.service"
     pid = unit_property(web, "MainPID")

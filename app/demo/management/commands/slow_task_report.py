@@ -8,7 +8,7 @@ from demo.models import SlowTaskCompletion
 class Command(BaseCommand):
     help = (
         "Print, as JSON, how many demo.tasks.slow ids started and completed, how many started "
-        "more than once and how many completed more than once."
+        "more than once, how many completed more than once, and the hosts that completed them."
     )
 
     def add_arguments(self, parser):
@@ -23,5 +23,6 @@ class Command(BaseCommand):
             "started_twice": rows.filter(starts__gt=1).count(),
             "duplicated": rows.filter(runs__gt=1).count(),
             "ids": completed,
+            "hosts": sorted(set(rows.filter(runs__gt=0).values_list("hostname", flat=True))),
         }
         self.stdout.write(json.dumps(report))
