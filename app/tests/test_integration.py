@@ -108,4 +108,5 @@ def test_slow_task_completion_is_recorded_once(celery_worker):
         "started_twice": 0,
         "duplicated": 0,
         "ids": [task_id],
+        "hosts": [socket.gethostname()],
     }
