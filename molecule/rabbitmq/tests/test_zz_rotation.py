@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from conftest import (
@@ -58,12 +58,12 @@ def rotate_watched(host, *args: str) -> dict:
     """The rollout alone first (site.yml, the plays rotate_secrets.yml starts with) while a
     process holding the old credentials keeps opening broker connections, then rotate()."""
     label = f"old-login-{secrets.token_hex(4)}"
-    before_url = broker_url(host)
+    before = {"url": broker_url(host), "pids": main_pids(host)}
     start_old_login_loop(host, label)
     rollout = ansible_playbook(*args, playbook="site.yml")
     old_login = stop_old_login_loop(host, label)
     run = rotate(host, *args)
-    run["before"]["url"] = before_url
+    run["before"] = before  # what ran before the rollout, not between its two runs
     return {**run, "rollout": rollout, "old_login": old_login}
 
 
@@ -132,7 +132,7 @@ def test_rotation_moves_the_services_to_the_other_login(rotated):
 
 
 def test_rotation_writes_the_new_password_into_the_services_environment(rotated):
-    assert broker_password(rotated["url"]) == rotated["password"]
+    assert unquote(broker_password(rotated["url"])) == rotated["password"]
 
 
 def test_rotate_secrets_retires_the_old_login(host, rotated):
