@@ -301,3 +301,58 @@ def stop_old_login_loop(host, label: str) -> dict:
     done = wait_for(lambda: host.file(f"/var/tmp/{label}.json").exists, timeout=30)
     assert done, host.run(f"journalctl -u {label} -n 30 --no-pager").stdout
     return json.loads(host.file(f"/var/tmp/{label}.json").content_string)
+
+
+# --- The front door (nginx) ------------------------------------------------------------------
+
+# One HTTP(S) request from the host to its own nginx on 127.0.0.1, for a site name (Host header
+# and TLS server name), trusting only the given certificate (the self-signed one of the site):
+# its status, headers (every one, repeated ones included) and body as JSON.
+FRONT_DOOR_CLIENT = r"""
+import http.client, json, socket, ssl, sys
+a = json.loads(sys.argv[1])
+raw = socket.create_connection(("127.0.0.1", a["port"]), timeout=30)
+if a["scheme"] == "https":
+    context = ssl.create_default_context(cafile=a["cafile"])
+    raw = context.wrap_socket(raw, server_hostname=a["name"])
+connection = http.client.HTTPConnection(a["name"], a["port"], timeout=30)
+connection.sock = raw
+headers = {"Host": a["name"], **a["headers"]}
+connection.request(a["method"], a["path"], body=a["body"], headers=headers)
+answer = connection.getresponse()
+print(json.dumps({"status": answer.status, "headers": answer.getheaders(),
+                  "body": answer.read().decode(errors="replace")}))
+"""
+
+
+def site_certificate(name: str = NAME) -> str:
+    return f"/etc/ssl/django_celery/{name}.crt"
+
+
+def front_door(
+    host,
+    site: str,
+    path: str,
+    *,
+    scheme: str = "https",
+    project: str = NAME,
+    method: str = "GET",
+    headers: dict | None = None,
+    body: str | None = None,
+) -> dict:
+    """A request through the host's nginx: {"status", "headers": [[name, value], ...], "body"}."""
+    request = {
+        "name": site,
+        "port": 443 if scheme == "https" else 80,
+        "scheme": scheme,
+        "cafile": site_certificate(project),
+        "method": method,
+        "path": path,
+        "headers": headers or {},
+        "body": body,
+    }
+    return json.loads(run_ok(host, "python3", "-c", FRONT_DOOR_CLIENT, json.dumps(request)))
+
+
+def header_values(answer: dict, name: str) -> list[str]:
+    return [value for key, value in answer["headers"] if key.lower() == name.lower()]

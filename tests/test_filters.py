@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
-PLUGIN = Path(__file__).resolve().parent.parent / "plugins/filter/django_celery.py"
+PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+PLUGIN = PLUGINS / "filter/django_celery.py"
+# As Ansible finds it in the collection, for the filters that share it with a module.
+_REQUIREMENTS = "ansible_collections.django_celery.fleet.plugins.module_utils.django_celery_pip"
+_spec = importlib.util.spec_from_file_location(
+    _REQUIREMENTS, PLUGINS / "module_utils/django_celery_pip.py"
+)
+sys.modules[_REQUIREMENTS] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sys.modules[_REQUIREMENTS])
 spec = importlib.util.spec_from_file_location("django_celery_filters", PLUGIN)
 filters = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(filters)
@@ -376,3 +385,92 @@ def test_an_unchanged_secret_key_keeps_the_previous_key_it_had_and_nothing_else(
 
 def test_a_first_deploy_has_no_previous_key():
     assert filters.secret_key_previous({}, "new") == ""
+
+
+# --- requirements files pip reads ---------------------------------------------------------
+
+
+def _requirements(tmp_path):
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements.txt").write_text("-r requirements/prod.txt\nDjango==5.2.19\n")
+    (tmp_path / "requirements/prod.txt").write_text(
+        "--requirement base.txt  # shared\n-c ../constraints.txt\ngunicorn==27.0.1\n"
+    )
+    (tmp_path / "requirements/base.txt").write_text("-r prod.txt\ncelery==5.7.0\n")
+    (tmp_path / "constraints.txt").write_text("kombu==5.7.0\n")
+    return tmp_path / "requirements.txt"
+
+
+def test_every_included_and_constraint_file_is_read_relative_to_its_includer(tmp_path):
+    top = _requirements(tmp_path)
+    names = [
+        Path(p).relative_to(tmp_path).as_posix()
+        for p in sys.modules[_REQUIREMENTS].requirement_files(str(top))
+    ]
+    assert names == [
+        "requirements.txt",
+        "requirements/prod.txt",
+        "requirements/base.txt",
+        "constraints.txt",
+    ]
+
+
+def test_a_package_added_to_an_included_file_changes_the_digest(tmp_path):
+    top = _requirements(tmp_path)
+    before = filters.requirements_file_digest(str(top))
+    with open(tmp_path / "requirements/base.txt", "a") as handle:
+        handle.write("requests==2.33.0\n")
+    assert filters.requirements_file_digest(str(top)) != before
+
+
+def test_an_unchanged_tree_gives_the_same_digest_wherever_it_lies(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = _requirements(tmp_path / "a"), _requirements(tmp_path / "b")
+    assert filters.requirements_file_digest(str(first)) == filters.requirements_file_digest(
+        str(second)
+    )
+
+
+def test_a_missing_requirements_file_is_refused_by_name(tmp_path):
+    with pytest.raises(AnsibleFilterError, match="nope.txt does not exist"):
+        filters.requirements_file_digest(str(tmp_path / "nope.txt"))
+
+
+# --- the Python a project needs -------------------------------------------------------------
+
+
+def test_django_6_in_an_included_file_needs_python_3_12(tmp_path):
+    (tmp_path / "requirements.txt").write_text("-r base.txt\n")
+    (tmp_path / "base.txt").write_text("Django==6.0.1  # LTS later\ncelery==5.7.0\n")
+    assert filters.python_requirement(str(tmp_path), "requirements.txt") == {
+        "version": "3.12",
+        "reason": "Django==6.0.1 in base.txt",
+    }
+
+
+def test_django_5_2_needs_python_3_10(tmp_path):
+    (tmp_path / "requirements.txt").write_text("django>=5.2,<6\n")
+    assert filters.python_requirement(str(tmp_path), "requirements.txt")["version"] == "3.10"
+
+
+def test_requires_python_wins_when_higher(tmp_path):
+    (tmp_path / "requirements.txt").write_text("Django==5.2.19\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nrequires-python = ">=3.13"\n')
+    assert filters.python_requirement(str(tmp_path), "requirements.txt") == {
+        "version": "3.13",
+        "reason": "requires-python '>=3.13' in pyproject.toml",
+    }
+
+
+def test_the_operators_value_overrides_what_the_project_says(tmp_path):
+    (tmp_path / "requirements.txt").write_text("Django==6.0.1\n")
+    assert filters.python_requirement(str(tmp_path), "requirements.txt", "3.11") == {
+        "version": "3.11",
+        "reason": "django_celery_python_requires",
+    }
+
+
+def test_a_project_that_says_nothing_needs_nothing(tmp_path):
+    (tmp_path / "requirements.txt").write_text("celery==5.7.0\n")
+    assert filters.python_requirement(str(tmp_path), "requirements.txt") == {}

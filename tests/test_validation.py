@@ -97,6 +97,37 @@ CASES = {
         {"django_celery_extra_env": {"BANNER": "line one\nline two"}},
         r"values must be on one line \(with a newline: \[\"BANNER\"\]\)",
     ),
+    "site_name_with_a_space": (
+        {"django_celery_site_names": ["shop.example.com", "bad name"]},
+        r"django_celery_site_names \(\"bad name\"\) must be host names",
+    ),
+    "certificate_without_its_key": (
+        {"django_celery_tls_certificate_path": "/etc/letsencrypt/live/shop/fullchain.pem"},
+        r"give a certificate with its key",
+    ),
+    "certificate_text_that_is_no_certificate": (
+        {
+            "django_celery_tls_certificate": "not a certificate",
+            "django_celery_tls_certificate_key": "-----BEGIN PRIVATE KEY-----\nx\n",
+        },
+        r"the PEM text must\s+hold a certificate and a private key",
+    ),
+    "static_url_without_its_slashes": (
+        {"django_celery_static_url": "static"},
+        r"django_celery_static_url and django_celery_media_url \(\"static\"\) must be URL paths",
+    ),
+    "exported_name_of_an_unknown_value": (
+        {"django_celery_env_names": {"secret_key": ["SECRET_KEY"], "mail_url": ["EMAIL_URL"]}},
+        r"django_celery_env_names: its keys must be among .* \(unknown: mail_url\)",
+    ),
+    "exported_name_the_role_already_sets": (
+        {"django_celery_env_names": {"broker_url": ["CELERY_BROKER_URL"]}},
+        r"\(twice: CELERY_BROKER_URL\)",
+    ),
+    "exported_name_with_a_dash": (
+        {"django_celery_env_names": {"secret_key": ["SECRET-KEY"]}},
+        r"django_celery_env_names \(\"SECRET-KEY\"\) must be environment variable names",
+    ),
     "allowed_host_with_a_space": (
         {"django_celery_allowed_hosts": ["shop.example.com", "bad host"]},
         r"django_celery_allowed_hosts entries must be host names .*\[\"bad host\"\] is not",

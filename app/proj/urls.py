@@ -5,5 +5,6 @@ from demo import views
 
 urlpatterns = [
     path("health/", views.health, name="health"),
+    path("release/", views.release, name="release"),
     path("admin/", admin.site.urls),
 ]

@@ -1,6 +1,7 @@
 """Unit tests for /health/ with the broker and worker checks mocked out."""
 
 from datetime import timedelta
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -80,3 +81,17 @@ def test_health_is_not_redirected_to_https_but_other_paths_are(client, fresh_hea
     ):
         assert client.get("/health/").status_code == 200
     assert client.get("/admin/").status_code == 301
+
+
+def test_release_names_the_code_directory_the_virtualenv_and_a_package_version(client, monkeypatch):
+    monkeypatch.setenv("DEMO_RELEASE_NOTE", "note 1")
+    response = client.get("/release/?package=celery", secure=True)
+    body = response.json()
+    assert response.status_code == 200
+    assert body["release"] == Path(__file__).resolve().parents[2].name
+    assert body["package"]["celery"] and body["note"] == "note 1"
+
+
+def test_release_reports_a_missing_package_as_none(client):
+    body = client.get("/release/?package=no-such-package", secure=True).json()
+    assert body["package"] == {"no-such-package": None}

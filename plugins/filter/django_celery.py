@@ -10,10 +10,15 @@ import json
 import os
 import re
 import shlex
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.django_celery.fleet.plugins.module_utils.django_celery_pip import (
+    requirement_files,
+    requirements_digest,
+)
 
 LOOPBACK = "127.0.0.1"
 
@@ -322,6 +327,65 @@ def secret_key_previous(running: Mapping, new_key: str) -> str:
     return previous if previous != new_key else ""
 
 
+def requirements_file_digest(path: str) -> str:
+    """On the controller: digest of a requirements file and every file it includes (the same
+    digest the django_celery_requirements module gives on a host)."""
+    if not os.path.isfile(path):
+        raise AnsibleFilterError(f"the requirements file {path} does not exist")
+    return requirements_digest(path)
+
+
+# The lowest Python each Django feature release supports (Django's own tables).
+DJANGO_PYTHON = {(4, 2): (3, 8), (5, 0): (3, 10), (5, 1): (3, 10), (5, 2): (3, 10), (6, 0): (3, 12)}
+_DJANGO_PIN = re.compile(r"^django\s*(?:\[[^]]*\])?\s*(?:==|>=|~=|===)\s*([0-9]+)\.([0-9]+)", re.I)
+_REQUIRES_PYTHON = re.compile(r"^\s*(?:>=|~=|==)\s*([0-9]+)\.([0-9]+)")
+
+
+def python_requirement(project_dir: str, requirements_file: str, explicit: str = "") -> dict:
+    """The lowest Python a project needs and why: {"version": "3.12", "reason": ...}, or {}.
+
+    From, in order: the operator's explicit value; the project's pyproject.toml requires-python;
+    the lowest Django its requirements files admit (Django 6 needs 3.12). Only what can be
+    read on the controller (a path source); {} when nothing says.
+    """
+    if explicit:
+        major, minor = (int(part) for part in str(explicit).split(".")[:2])
+        return {"version": f"{major}.{minor}", "reason": "django_celery_python_requires"}
+    found: list[tuple[tuple[int, int], str]] = []
+    pyproject = os.path.join(project_dir, "pyproject.toml")
+    if os.path.isfile(pyproject):
+        with open(pyproject, "rb") as handle:
+            spec = (tomllib.load(handle).get("project") or {}).get("requires-python") or ""
+        for clause in spec.split(","):
+            match = _REQUIRES_PYTHON.match(clause)
+            if match:
+                found.append(
+                    ((int(match[1]), int(match[2])), f"requires-python {spec!r} in pyproject.toml")
+                )
+    top = os.path.join(project_dir, requirements_file)
+    for path in requirement_files(top) if os.path.isfile(top) else []:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            match = _DJANGO_PIN.match(line.strip())
+            if not match:
+                continue
+            django = (int(match[1]), int(match[2]))
+            needs = max(
+                (py for release, py in DJANGO_PYTHON.items() if release <= django), default=None
+            )
+            if needs:
+                name = os.path.relpath(path, project_dir)
+                found.append((needs, f"{line.split('#')[0].strip()} in {name}"))
+    if not found:
+        return {}
+    version, reason = max(found)
+    return {"version": f"{version[0]}.{version[1]}", "reason": reason}
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -331,6 +395,8 @@ class FilterModule:
             "django_celery_credential_login": credential_login,
             "django_celery_secret_key_previous": secret_key_previous,
             "django_celery_constraints": constraints,
+            "django_celery_requirements_digest": requirements_file_digest,
+            "django_celery_python_requirement": python_requirement,
             "django_celery_duplicates": duplicates,
             "django_celery_fleet_addresses": fleet_addresses,
             "django_celery_group_addresses": group_addresses,

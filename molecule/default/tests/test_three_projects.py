@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from conftest import NAME, ansible_playbook, run_ok, sha256_hex, wait_for
+from conftest import NAME, ansible_playbook, front_door, run_ok, sha256_hex, wait_for
 
 PROJECTS_DIR = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).parents[1]))
 PROJECT_VARS = {
@@ -285,13 +285,10 @@ def test_the_projects_own_migration_was_applied(host):
     assert "[X] 0001_initial" in out, out
 
 
-def test_the_shop_web_answers_through_the_gunicorn_the_role_added(host):
+def test_the_shop_web_answers_through_nginx_and_the_gunicorn_the_role_added(host):
     assert host.service(f"{SHOP}-web.service").is_running
-    code = (
-        "import urllib.request; "
-        "print(urllib.request.urlopen('http://127.0.0.1:8001/', timeout=20).read().decode())"
-    )
-    assert run_ok(host, "python3", "-c", code).strip() == "shop"
+    answer = front_door(host, "shop.test", "/", project=SHOP)
+    assert (answer["status"], answer["body"].strip()) == (200, "shop")
 
 
 # --- Values with every character an operator may type (twin) ---------------------------------

@@ -17,6 +17,7 @@ from conftest import NAME, SCENARIO, add_on_the_host, ansible_playbook, main_pid
 from rabbitmq_helpers import RABBIT, broker_url, connect, with_vhost
 
 SHOP = "shop"
+ENVSITE = "envsite"
 SHOP_VARS = yaml.safe_load(
     (Path(__file__).resolve().parents[1] / "projects" / "shop.yml").read_text()
 )
@@ -89,13 +90,14 @@ def rabbitmqctl_json(host, *args: str):
 
 
 def test_each_project_has_rights_on_its_own_vhost_only(host):
+    """(The envsite project, tests/test_envsite.py, is the third on the server.)"""
     users = sorted(entry["user"] for entry in rabbitmqctl_json(host, "list_users"))
-    assert users == sorted([NAME, SHOP])
+    assert users == sorted([NAME, SHOP, ENVSITE])
     rights = {
         user: sorted(p["vhost"] for p in rabbitmqctl_json(host, "list_user_permissions", user))
-        for user in (NAME, SHOP)
+        for user in (NAME, SHOP, ENVSITE)
     }
-    assert rights == {NAME: [NAME], SHOP: [SHOP]}
+    assert rights == {NAME: [NAME], SHOP: [SHOP], ENVSITE: [ENVSITE]}
 
 
 def test_a_projects_credentials_do_not_open_the_other_projects_vhost(host):
@@ -172,6 +174,8 @@ def test_removing_a_project_removes_its_rabbitmq_user_vhost_and_needs(host, shop
         f"/srv/{SHOP}",
         f"/var/lib/{SHOP}",
         f"/usr/local/bin/{SHOP}-manage",
+        f"/etc/nginx/conf.d/django_celery-{SHOP}.conf",
+        f"/etc/ssl/django_celery/{SHOP}.key",
     ]
     assert [path for path in leftovers if host.file(path).exists] == []
     units = host.run(f"systemctl list-unit-files --plain --no-legend '{SHOP}-*'")
