@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from conftest import (
@@ -22,6 +23,8 @@ from conftest import (
     configuration_checksums,
     unit_states,
 )
+
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 
 CASES = {
     "unknown_broker": (
@@ -77,6 +80,12 @@ CASES = {
     "allowed_host_with_a_quote": (
         {"django_celery_allowed_hosts": ['shop"example.com']},
         r"django_celery_allowed_hosts entries must be host names",
+    ),
+    # Read from the host: its Python (3.11 on Debian 12) against the Django 6 the requirements pin.
+    "django_6_project_on_python_3_11": (
+        {"django_celery_source_path": str(RESOURCES / "django6")},
+        r"djangoapp needs Python 3.12 or newer \(Django==6.0.1 in requirements/base.txt\), but "
+        r"\S+ has Python 3.11",
     ),
     # Read from the host: the main Redis serves the sample app, whose user name this one takes.
     "another_project_on_the_main_redis_with_the_same_user_name": (
