@@ -194,3 +194,30 @@ def test_the_session_and_csrf_cookies_are_secure(host, site):
     page = front_door(host, site, "/admin/login/")
     cookies = header_values(page, "Set-Cookie")
     assert cookies and all("Secure" in cookie for cookie in cookies), cookies
+
+
+def test_a_candidate_nginx_file_with_an_error_fails_the_check_and_the_live_file_stays(host):
+    before = host.file(SITE_CONF).content_string
+    run_ok(
+        host,
+        "sh",
+        "-c",
+        "printf 'server { listen 443 ssl; bogus_directive on; }\\n' > /tmp/bad.conf",
+    )
+    result = host.run(f"/usr/local/sbin/django_celery_nginx_check /tmp/bad.conf {SITE_CONF}")
+    assert result.rc != 0 and "bogus_directive" in result.stderr, result.stderr
+    assert host.file(SITE_CONF).content_string == before
+
+
+def test_a_candidate_claiming_a_name_another_site_serves_fails_the_check(host):
+    """The site's own file as another project's (its upstream renamed): same server names."""
+    run_ok(
+        host,
+        "sh",
+        "-c",
+        f"sed 's/django_celery_{NAME}_/django_celery_copy_/g' {SITE_CONF} > /tmp/copy.conf",
+    )
+    copy = "/etc/nginx/conf.d/django_celery-copy.conf"
+    result = host.run(f"/usr/local/sbin/django_celery_nginx_check /tmp/copy.conf {copy}")
+    assert result.rc != 0 and "already served by another file" in result.stderr, result.stderr
+    assert not host.file(copy).exists
