@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -474,3 +475,12 @@ def test_the_operators_value_overrides_what_the_project_says(tmp_path):
 def test_a_project_that_says_nothing_needs_nothing(tmp_path):
     (tmp_path / "requirements.txt").write_text("celery==5.7.0\n")
     assert filters.python_requirement(str(tmp_path), "requirements.txt") == {}
+
+
+def test_a_file_that_includes_none_keeps_the_digest_earlier_versions_recorded(tmp_path):
+    """Its plain sha256, as the virtualenv stamps of earlier releases of the role hold it."""
+    top = tmp_path / "requirements.txt"
+    top.write_text("Django==5.2.19\n")
+    assert (
+        filters.requirements_file_digest(str(top)) == hashlib.sha256(top.read_bytes()).hexdigest()
+    )

@@ -48,10 +48,16 @@ def requirement_files(path: str) -> list[str]:
 
 
 def requirements_digest(path: str) -> str:
-    """sha256 over the name (relative to the top file) and content of every file pip reads."""
+    """sha256 over the name (relative to the top file) and content of every file pip reads; for
+    a file that includes none, the sha256 of its content (what earlier versions of the role
+    recorded, so that their virtualenvs stay valid)."""
+    files = requirement_files(path)
+    if len(files) == 1:
+        with open(files[0], "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
     top = os.path.dirname(os.path.normpath(path))
     digest = hashlib.sha256()
-    for name in requirement_files(path):
+    for name in files:
         digest.update(os.path.relpath(name, top).encode() + b"\0")
         try:
             with open(name, "rb") as handle:

@@ -142,6 +142,8 @@ def test_the_old_release_answered_until_the_switch_and_the_new_one_after(redeplo
     by_release = redeployed["counts"]["by_release"]
     new = f"{NEW} six=1.16.0 note={NOTE!r}"
     assert by_release.get(new, 0) > 0 and len(by_release) >= 2, by_release
+    # The loop's last 20 answers, after the run had ended: the new release's only.
+    assert set(redeployed["counts"]["last"]) == {new}, redeployed["counts"]["last"]
 
 
 def test_after_the_deploy_only_the_new_release_answers_with_its_dependency_and_setting(
