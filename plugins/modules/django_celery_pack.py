@@ -85,7 +85,7 @@ def main() -> None:
     changed = old != digest
     if changed and not module.check_mode:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        tmp = dest + ".tmp"
+        tmp = f"{dest}.{os.getpid()}.tmp"  # two runs packing at once each write their own
         with open(tmp, "wb") as handle:
             handle.write(data)
         os.replace(tmp, dest)

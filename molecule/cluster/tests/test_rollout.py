@@ -171,12 +171,12 @@ def release_with_a_migration(run: str) -> tuple[Path, str]:
 def private_controller_cache() -> str:
     """A wheelhouse path whose parent (where the role packs the source) is this scenario's own,
     so a concurrent run of another scenario cannot swap the packed source; the wheels are the
-    usual ones (a link)."""
+    scenario's (a link to its wheelhouse, molecule.yml)."""
     cache = EPHEMERAL / "controller-cache"
     cache.mkdir(exist_ok=True)
     wheelhouse = cache / "wheelhouse"
     if not wheelhouse.is_symlink():
-        wheelhouse.symlink_to(Path.home() / ".cache" / "django_celery" / "wheelhouse")
+        wheelhouse.symlink_to(Path.home() / ".cache" / "django_celery" / "wheelhouse-cluster")
     return str(wheelhouse)
 
 
