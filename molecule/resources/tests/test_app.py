@@ -83,4 +83,4 @@ def test_migrations_are_all_applied(host):
 
 
 def test_static_files_are_collected(host):
-    assert host.file(f"/var/lib/{NAME}/static/admin/css/base.css").is_file
+    assert host.file(f"/srv/{NAME}/static/admin/css/base.css").is_file
