@@ -227,6 +227,10 @@ def inventory(workdir) -> Path:
         # Test hosts cannot verify PyPI's certificate (see ../shared/ENVIRONMENT.md): the
         # controller downloads the wheels and ships them.
         "django_celery_pip_mode": "wheelhouse",
+        # Its own: CI runs this stage beside the default scenario, which fills the usual one.
+        "django_celery_wheelhouse_dir": str(
+            Path.home() / ".cache" / "django_celery" / "wheelhouse-collection"
+        ),
         "django_celery_post_deploy_commands": [["setup_periodic_tasks"]],
         "django_celery_worker_pools": [
             {"name": "default", "queues": ["celery"]},
