@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.django_celery.fleet.plugins.module_utils.django_celery_pip import (
+    read_lines,
     requirement_files,
     requirements_digest,
 )
@@ -364,12 +365,7 @@ def python_requirement(project_dir: str, requirements_file: str, explicit: str =
                 )
     top = os.path.join(project_dir, requirements_file)
     for path in requirement_files(top) if os.path.isfile(top) else []:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
-        except OSError:
-            continue
-        for line in lines:
+        for line in read_lines(path):
             match = _DJANGO_PIN.match(line.strip())
             if not match:
                 continue

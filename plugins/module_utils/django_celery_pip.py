@@ -22,6 +22,15 @@ def _included(line: str) -> str | None:
     return match.group(1) if match else None
 
 
+def read_lines(path: str) -> list[str]:
+    """The lines of a requirements file, none when it cannot be read (pip reports that)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().splitlines()
+    except OSError:
+        return []
+
+
 def requirement_files(path: str) -> list[str]:
     """Every file pip reads for ``path``, ``path`` first, each once (include cycles end).
 
@@ -35,12 +44,7 @@ def requirement_files(path: str) -> list[str]:
         if current in seen:
             continue
         seen.append(current)
-        try:
-            with open(current, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
-        except OSError:
-            continue
-        for line in lines:
+        for line in read_lines(current):
             name = _included(line)
             if name and "://" not in name:
                 pending.append(os.path.normpath(os.path.join(os.path.dirname(current), name)))
