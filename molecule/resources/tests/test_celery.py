@@ -18,6 +18,7 @@ from conftest import (
 )
 
 SLOW_SECONDS = 8
+KILLED_TASK_SECONDS = 25
 
 
 def test_worker_unit_is_active(host, pool):
@@ -128,15 +129,21 @@ def test_task_in_flight_survives_a_worker_restart(host, settings):
 
 
 def test_task_in_flight_survives_its_pool_process_being_killed(host, settings):
-    """The killed process's task is redelivered and run again: two starts, one completion."""
+    """The killed process's task is redelivered and run again: two starts, one completion.
+
+    The task runs KILLED_TASK_SECONDS, long enough that a loaded CI machine (a manage command
+    takes seconds there) still finds it running when the kill comes; the report read after the
+    kill proves it had not finished, so a kill that came too late fails as such.
+    """
     pool = _slow_pool(settings)
     task_id = unique_id("kill")
-    send_task(host, "demo.tasks.slow", [task_id, SLOW_SECONDS], queue="slow")
+    send_task(host, "demo.tasks.slow", [task_id, KILLED_TASK_SECONDS], queue="slow")
     assert wait_for(lambda: _started(host, task_id), timeout=30, interval=0.5), "never started"
     main_pid = unit_property(host, unit_of(pool), "MainPID")
     child = run_ok(host, "ps", "--no-headers", "-o", "pid", "--ppid", main_pid).split()[0]
     run_ok(host, "kill", "-KILL", child)
-    report = wait_for_slow_tasks(host, task_id, 1, timeout=120)
+    assert slow_task_runs(host, task_id)["completed"] == 0, "the task ended before the kill"
+    report = wait_for_slow_tasks(host, task_id, 1, timeout=2 * KILLED_TASK_SECONDS + 60)
     counts = {k: report[k] for k in ("started_twice", "completed", "duplicated")}
     assert counts == {"started_twice": 1, "completed": 1, "duplicated": 0}
 
