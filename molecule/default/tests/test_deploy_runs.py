@@ -1,15 +1,16 @@
 """Playbook runs against the converged host, each proving several promises at once:
 
-1. a new release at -vvv with --diff: deployed and run, only django_celery_keep_releases
-   releases remain, and no secret appears anywhere in the output;
+1. a new release at -vvv with --diff: deployed and run (on the same virtualenv, so gunicorn
+   reloads), only django_celery_keep_releases releases remain, and no secret appears anywhere
+   in the output;
 2. --tags django_celery_activate with a pool that cannot start: only the activate phase runs,
    only that pool restarts, and the play fails with its journal; meanwhile, alongside, check
-   mode previews a release not on the host without deploying it;
-3. the first release's name again: a rollback, which also restores the scenario's own pools.
+   mode previews a release not on the host without deploying it.
 
-Runs before the destructive modules (broker restart, reboot) and ends on the scenario's own
-configuration. Each run costs about a minute (the failing one two: the role waits 12 x 5 s
-for the silent pool).
+test_deploy_runs_under_requests.py, which pytest runs next, goes on from there: a release with
+new dependencies (which also restores the scenario's own pools), then the first release's name
+again, a rollback, both under a request loop. Together they run before the destructive modules
+(broker restart, reboot) and end on the scenario's own configuration.
 """
 
 import json
@@ -80,7 +81,9 @@ def second_release(host):
     run_ok(host, "mkdir", "-p", f"{RELEASES}/0")
     run_ok(host, "touch", "-d", "2000-01-01", f"{RELEASES}/0")
     extra = {"django_celery_release": "2", "django_celery_keep_releases": 2}
+    before = _pids(host)
     result = _timed_run("-vvv", "--diff", "-e", json.dumps(extra))
+    result.pids_before = before
     print(f"new release run at -vvv --diff: {result.took:.0f} s")
     return result
 
@@ -89,6 +92,13 @@ def test_a_new_release_is_deployed_and_its_services_run_it(host, second_release)
     assert second_release.returncode == 0, _output(second_release)
     assert host.file(CURRENT).linked_to == f"{RELEASES}/2"
     assert set(_cwds(host).values()) == {f"{RELEASES}/2/src"}
+
+
+def test_a_release_on_the_same_virtualenv_reloads_gunicorn(host, second_release):
+    """Same requirements, so the same virtualenv: a HUP loads the new code, no restart (the
+    master's working directory above moved with it)."""
+    web = f"{NAME}-web.service"
+    assert _pids(host)[web] == second_release.pids_before[web]
 
 
 def test_only_the_kept_number_of_releases_remain(host, second_release):
@@ -200,28 +210,3 @@ def test_a_tagged_run_runs_only_its_phase(host, silent_pool):
     options = host.file(f"/etc/{NAME}/workers/{SILENT['name']}.env").content_string
     assert "--no-such-option" in options
     assert "TAGS_PROBE" not in host.file(f"/etc/{NAME}/{NAME}.env").content_string
-
-
-@pytest.fixture(scope="module")
-def rollback(host, silent_pool):
-    """The scenario's own variables again: release FIRST, the original pools."""
-    before = _pids(host)
-    result = _timed_run()
-    print(f"rollback run: {result.took:.0f} s")
-    return {"result": result, "before": before}
-
-
-def test_setting_the_previous_release_again_rolls_back(host, rollback):
-    assert rollback["result"].returncode == 0, _output(rollback["result"])
-    assert host.file(CURRENT).linked_to == f"{RELEASES}/{FIRST}"
-    after = _pids(host)
-    web = f"{NAME}-web.service"
-    assert all(after[unit] != rollback["before"][unit] for unit in SERVICES if unit != web), after
-    assert set(_cwds(host).values()) == {f"{RELEASES}/{FIRST}/src"}
-
-
-def test_going_back_to_a_release_on_the_same_virtualenv_reloads_gunicorn(host, rollback):
-    """Same requirements, so the same virtualenv: a HUP loads the old code, no restart (the
-    master's working directory above moved with it)."""
-    web = f"{NAME}-web.service"
-    assert _pids(host)[web] == rollback["before"][web]

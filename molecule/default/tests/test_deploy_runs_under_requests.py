@@ -3,7 +3,10 @@ dependency (a new virtualenv, so gunicorn restarts; systemd holds its socket mea
 connections wait in the backlog) and a new setting. No request fails, and afterwards only the
 new release answers. Then a package added to a file the requirements include (-r) reaches the
 virtualenv on a redeploy of the same release (wheelhouse mode), and the scenario's own release
-goes back live, under the same request loop.
+goes back live, under the same request loop: a rollback, every service on the first release.
+
+Runs right after test_deploy_runs.py, which leaves release 2 on the host with its slow pool
+broken: the first run here, with the scenario's own pools, mends it.
 
 The request loop runs on the host, through nginx over HTTPS as a browser would (a new TLS
 connection per request), and counts answers by the release that gave them.
@@ -19,15 +22,20 @@ from pathlib import Path
 import pytest
 from conftest import (
     NAME,
+    POOLS,
     SCENARIO,
     ansible_playbook,
     front_door,
+    main_pid,
     run_ok,
     site_certificate,
+    unit_of,
     wait_for,
 )
 
 FIRST = str(SCENARIO.get("django_celery_release", "1"))
+RELEASES = f"/srv/{NAME}/releases"
+SERVICES = [unit_of(p) for p in POOLS] + [f"{NAME}-beat.service", f"{NAME}-web.service"]
 NEW = "frontdoor"
 APP = Path(__file__).resolve().parents[3] / "app"
 NOTE = "release frontdoor: new settings"
@@ -174,7 +182,8 @@ def test_a_package_added_to_an_included_requirements_file_is_installed(host, inc
 @pytest.fixture(scope="module")
 def back_to_first(host, included_file_grew) -> dict:
     """The scenario's own release and variables again, under the request loop."""
-    return under_requests(host, "back-to-first")
+    before = {unit: main_pid(host, unit) for unit in SERVICES}
+    return {**under_requests(host, "back-to-first"), "pids_before": before}
 
 
 def test_no_request_fails_while_the_first_release_comes_back(back_to_first):
@@ -187,3 +196,14 @@ def test_no_request_fails_while_the_first_release_comes_back(back_to_first):
 def test_after_going_back_only_the_first_release_answers(host, back_to_first):
     body = json.loads(front_door(host, site_name(host), "/release/?package=six")["body"])
     assert (body["release"], body["package"]["six"], body["note"]) == (FIRST, "1.17.0", "")
+
+
+def test_setting_the_previous_release_again_rolls_back(host, back_to_first):
+    """current and every service's working directory are the first release's again, and every
+    service restarted onto it (a new virtualenv: gunicorn too)."""
+    assert back_to_first["result"].returncode == 0, back_to_first["result"].stdout[-4000:]
+    assert host.file(f"/srv/{NAME}/current").linked_to == f"{RELEASES}/{FIRST}"
+    after = {unit: main_pid(host, unit) for unit in SERVICES}
+    assert all(after[unit] != back_to_first["pids_before"][unit] for unit in SERVICES), after
+    cwds = {run_ok(host, "readlink", f"/proc/{pid}/cwd").strip() for pid in after.values()}
+    assert cwds == {f"{RELEASES}/{FIRST}/src"}, cwds
