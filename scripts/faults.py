@@ -179,15 +179,18 @@ class Suite:
     def prefix(self, label: str) -> str:
         return f"fault-{label}-{uuid.uuid4().hex[:6]}"
 
-    def simple(self, label: str, fault: str, inject, timeout: float | None = None) -> Row:
+    def simple(
+        self, label: str, fault: str, inject, timeout: float | None = None, duration: float = 0
+    ) -> Row:
+        duration = duration or self.duration
         prefix = self.prefix(label)
-        ids = submit(self.host, prefix, self.count, self.duration)
+        ids = submit(self.host, prefix, self.count, duration)
         wait_started(self.host, prefix)
         time.sleep(0.5)
         began = time.monotonic()
         note = inject() or ""
-        budget = timeout or (self.count * self.duration * 3 + 60)
-        final, seconds = drain(self.host, prefix, ids, began, budget, self.duration)
+        budget = timeout or (self.count * duration * 3 + 60)
+        final, seconds = drain(self.host, prefix, ids, began, budget, duration)
         row = row_from(fault, self.broker, ids, final, seconds)
         row.note = note
         return row
@@ -198,7 +201,12 @@ class Suite:
             self.host.ok(f"kill -KILL {busy_child(self.host)}")
             return "task_reject_on_worker_lost requeues the task at once"
 
-        return self.simple("pool-kill", "SIGKILL of the pool process running a task", inject)
+        # 10 s tasks: on a loaded CI machine finding the start and the child takes seconds, and
+        # with 2 s tasks the kill could land between two tasks (or after the last), killing an
+        # idle process: no task to requeue, and the row's started-twice check fails.
+        return self.simple(
+            "pool-kill", "SIGKILL of the pool process running a task", inject, duration=10.0
+        )
 
     # 2
     def kill_main_process(self) -> Row:
