@@ -43,6 +43,19 @@ setup_venv() {
   echo "$want" >"$stamp"
 }
 
+# promtool, for the unit tests of the role's alert rules (tests/test_monitoring_rules.py): taken out
+# of Debian's prometheus package, whose installation would also start a Prometheus here.
+TOOLS="$ROOT/.tools"
+setup_promtool() {
+  [ -x "$TOOLS/usr/bin/promtool" ] && return
+  log "promtool from Debian's prometheus package"
+  local work
+  work=$(mktemp -d)
+  (cd "$work" && { apt-get download -qq prometheus 2>/dev/null || { apt-get update -qq && apt-get download -qq prometheus; }; })
+  dpkg-deb -x "$work"/prometheus_*.deb "$TOOLS"
+  rm -rf "$work"
+}
+
 setup_all() {
   set -euo pipefail
   setup_packages
@@ -51,6 +64,7 @@ setup_all() {
   log "systemd base images (Debian 12 and 13)"
   bash "$ROOT/scripts/base-images.sh" bookworm trixie
   setup_venv
+  setup_promtool
   export PATH="$VENV/bin:$PATH"
   export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
 }

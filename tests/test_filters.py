@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.util
 import sys
@@ -484,3 +485,54 @@ def test_a_file_that_includes_none_keeps_the_digest_earlier_versions_recorded(tm
     assert (
         filters.requirements_file_digest(str(top)) == hashlib.sha256(top.read_bytes()).hexdigest()
     )
+
+
+# --- Monitoring ---------------------------------------------------------------------------------
+
+
+def test_scrape_targets_put_each_host_at_its_private_address_with_its_name():
+    hostvars = {
+        "broker": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.2"}}},
+        "web": {"django_celery_private_address": "10.0.0.3"},
+    }
+    jobs = filters.scrape_targets(
+        {"node": ["broker", "web"], "redis": ["broker"], "postgres": []}, hostvars, True
+    )
+    assert jobs == [
+        {
+            "job_name": "node",
+            "static_configs": [
+                {"targets": ["10.0.0.2:9100"], "labels": {"instance": "broker"}},
+                {"targets": ["10.0.0.3:9100"], "labels": {"instance": "web"}},
+            ],
+        },
+        {
+            "job_name": "redis",
+            "static_configs": [{"targets": ["10.0.0.2:9121"], "labels": {"instance": "broker"}}],
+        },
+    ]
+
+
+def test_scrape_targets_of_a_single_host_are_on_loopback():
+    jobs = filters.scrape_targets({"node": ["lab"]}, {"lab": {}}, False)
+    assert jobs[0]["static_configs"][0]["targets"] == ["127.0.0.1:9100"]
+
+
+def test_fleet_queues_lists_every_pools_queue_once_and_celery_for_a_pool_without():
+    hostvars = {
+        "w1": {"django_celery_worker_pools": [{"name": "a", "queues": ["celery", "slow"]}]},
+        "w2": {
+            "django_celery_worker_pools": [{"name": "b", "queues": ["slow", "mail"]}, {"name": "c"}]
+        },
+    }
+    assert filters.fleet_queues(["w1", "w2"], hostvars) == ["celery", "slow", "mail"]
+
+
+def test_htpasswd_ssha_is_a_salted_sha1_nginx_can_check():
+    line = filters.htpasswd_ssha("monitor", "pä$s w#rd", "0123456789abcdef")
+    user, scheme_and_hash = line.split(":", 1)
+    raw = base64.b64decode(scheme_and_hash.removeprefix("{SSHA}"))
+    assert (user, scheme_and_hash[:6]) == ("monitor", "{SSHA}")
+    assert raw[20:] == b"0123456789abcdef"
+    assert raw[:20] == hashlib.sha1("pä$s w#rd".encode() + raw[20:]).digest()
+    assert filters.htpasswd_ssha("monitor", "other", "0123456789abcdef") != line

@@ -6,6 +6,8 @@ tests/test_filters.py can call it directly.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -382,6 +384,46 @@ def python_requirement(project_dir: str, requirements_file: str, explicit: str =
     return {"version": f"{version[0]}.{version[1]}", "reason": reason}
 
 
+# The ports of the exporters the role runs (tasks/monitoring_exporters.yml).
+EXPORTER_PORTS = {"node": 9100, "redis": 9121, "postgres": 9187}
+
+
+def scrape_targets(roles: Mapping[str, Iterable[str]], hostvars: Mapping, multi_host: bool) -> list:
+    """Prometheus scrape jobs for the fleet: {job: [hosts]} (node: every host, redis: the broker
+    hosts, postgres: the database hosts) becomes one job each, a target per host at its private
+    address (loopback on a single host), labelled instance=<inventory name>."""
+    jobs = []
+    for job, hosts in roles.items():
+        targets = []
+        for host in hosts:
+            address = private_address(hostvars[host]) if multi_host else LOOPBACK
+            targets.append(
+                {"targets": [f"{address}:{EXPORTER_PORTS[job]}"], "labels": {"instance": host}}
+            )
+        if targets:
+            jobs.append({"job_name": job, "static_configs": targets})
+    return jobs
+
+
+def fleet_queues(hosts: Iterable[str], hostvars: Mapping) -> list[str]:
+    """Every queue a worker pool of the fleet consumes, each once, in the order first seen."""
+    queues: list[str] = []
+    for host in hosts:
+        for pool in hostvars[host].get("django_celery_worker_pools") or []:
+            for queue in pool.get("queues") or ["celery"]:
+                if queue not in queues:
+                    queues.append(queue)
+    return queues
+
+
+def htpasswd_ssha(user: str, password: str, salt: str) -> str:
+    """An htpasswd line nginx's auth_basic reads: {SSHA}, base64 of SHA-1(password + salt) + salt.
+    The salt comes from the caller: stable, so the file does not change from run to run."""
+    raw_salt = salt.encode()[:16]
+    digest = hashlib.sha1(password.encode() + raw_salt, usedforsecurity=False).digest()
+    return f"{user}:{{SSHA}}{base64.b64encode(digest + raw_salt).decode()}"
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -409,4 +451,8 @@ class FilterModule:
             "django_celery_unit_states": unit_states,
             "django_celery_handlers_for": handlers_for,
             "django_celery_worker_nodes": worker_nodes,
+            "django_celery_scrape_targets": scrape_targets,
+            "django_celery_fleet_queues": fleet_queues,
+            "django_celery_private_address": private_address,
+            "django_celery_htpasswd_ssha": htpasswd_ssha,
         }
