@@ -18,6 +18,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK = ROOT / "tests" / "validation" / "playbook.yml"
 
 CASES = {
+    "monitoring_with_rabbitmq": (
+        {"django_celery_monitoring_enabled": True, "django_celery_broker": "rabbitmq"},
+        r"monitoring covers the Redis broker only for now \(django_celery_broker is rabbitmq\)",
+    ),
+    "monitoring_unacked_ratio_above_one": (
+        {
+            "django_celery_monitoring_enabled": True,
+            "django_celery_monitoring_unacked_age_ratio": 1.5,
+        },
+        r"django_celery_monitoring_enabled is true but the monitoring settings do not fit.*"
+        r"the two ratios between 0 and 1",
+    ),
     "unknown_broker": (
         {"django_celery_broker": "kafka"},
         r"django_celery_broker.*must be one of: redis, rabbitmq, external.*kafka",
