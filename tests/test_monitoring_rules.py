@@ -245,6 +245,14 @@ CASES = {
 }
 
 
+def promtool_test(tests: dict, tmp_path: Path) -> None:
+    """Run promtool's unit tests (a test file's content) and fail with what it reported."""
+    path = tmp_path / "test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run([PROMTOOL, "test", "rules", path], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.fixture(scope="module")
 def rules_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("rules") / "rules.yml"
@@ -273,10 +281,7 @@ def test_alert_rule(case, rules_file, tmp_path):
             }
         ],
     }
-    path = tmp_path / "test.yml"
-    path.write_text(yaml.safe_dump(tests))
-    result = subprocess.run([PROMTOOL, "test", "rules", path], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    promtool_test(tests, tmp_path)
 
 
 def test_the_queue_depth_recording_rule_names_the_queue_and_project(rules_file, tmp_path):
@@ -329,7 +334,4 @@ def test_the_queue_depth_recording_rule_names_the_queue_and_project(rules_file, 
             }
         ],
     }
-    path = tmp_path / "test.yml"
-    path.write_text(yaml.safe_dump(tests))
-    result = subprocess.run([PROMTOOL, "test", "rules", path], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    promtool_test(tests, tmp_path)
