@@ -490,13 +490,16 @@ def test_a_file_that_includes_none_keeps_the_digest_earlier_versions_recorded(tm
 # --- Monitoring ---------------------------------------------------------------------------------
 
 
+PORTS = {"node": 9100, "redis": 9121, "postgres": 9187}
+
+
 def test_scrape_targets_put_each_host_at_its_private_address_with_its_name():
     hostvars = {
         "broker": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.2"}}},
         "web": {"django_celery_private_address": "10.0.0.3"},
     }
     jobs = filters.scrape_targets(
-        {"node": ["broker", "web"], "redis": ["broker"], "postgres": []}, hostvars, True
+        {"node": ["broker", "web"], "redis": ["broker"], "postgres": []}, hostvars, True, PORTS
     )
     assert jobs == [
         {
@@ -514,7 +517,7 @@ def test_scrape_targets_put_each_host_at_its_private_address_with_its_name():
 
 
 def test_scrape_targets_of_a_single_host_are_on_loopback():
-    jobs = filters.scrape_targets({"node": ["lab"]}, {"lab": {}}, False)
+    jobs = filters.scrape_targets({"node": ["lab"]}, {"lab": {}}, False, PORTS)
     assert jobs[0]["static_configs"][0]["targets"] == ["127.0.0.1:9100"]
 
 

@@ -384,22 +384,19 @@ def python_requirement(project_dir: str, requirements_file: str, explicit: str =
     return {"version": f"{version[0]}.{version[1]}", "reason": reason}
 
 
-# The ports of the exporters the role runs (tasks/monitoring_exporters.yml).
-EXPORTER_PORTS = {"node": 9100, "redis": 9121, "postgres": 9187}
-
-
-def scrape_targets(roles: Mapping[str, Iterable[str]], hostvars: Mapping, multi_host: bool) -> list:
+def scrape_targets(
+    roles: Mapping[str, Iterable[str]], hostvars: Mapping, multi_host: bool, ports: Mapping
+) -> list:
     """Prometheus scrape jobs for the fleet: {job: [hosts]} (node: every host, redis: the broker
     hosts, postgres: the database hosts) becomes one job each, a target per host at its private
-    address (loopback on a single host), labelled instance=<inventory name>."""
+    address (loopback on a single host) and the job's port (ports[job]), labelled
+    instance=<inventory name>."""
     jobs = []
     for job, hosts in roles.items():
         targets = []
         for host in hosts:
             address = private_address(hostvars[host]) if multi_host else LOOPBACK
-            targets.append(
-                {"targets": [f"{address}:{EXPORTER_PORTS[job]}"], "labels": {"instance": host}}
-            )
+            targets.append({"targets": [f"{address}:{ports[job]}"], "labels": {"instance": host}})
         if targets:
             jobs.append({"job_name": job, "static_configs": targets})
     return jobs
