@@ -183,21 +183,22 @@ def wait_for(predicate, timeout: float, interval: float = 1.0):
         time.sleep(interval)
 
 
-def slow_task_runs(host, prefix: str) -> dict:
-    report = manage_json(host, "slow_task_report", f"--prefix={prefix}")
-    return report
+def slow_task_runs(host, prefix: str, until: str = "", timeout: float = 0) -> dict:
+    """The slow-task report of this prefix; with until ("started=N" or "completed=N"), after
+    waiting up to timeout seconds for it, polling inside one command on the host (one Django
+    start-up per wait, not one per poll: they cost a busy CI machine its CPU)."""
+    wait = [f"--until-{until}", f"--timeout={timeout:g}"] if until else []
+    return manage_json(host, "slow_task_report", f"--prefix={prefix}", *wait)
+
+
+def wait_for_started(host, prefix: str, count: int = 1, timeout: float = 30) -> bool:
+    """Whether ``count`` slow tasks with this prefix started within timeout seconds."""
+    return slow_task_runs(host, prefix, f"started={count}", timeout)["reached"]
 
 
 def wait_for_slow_tasks(host, prefix: str, count: int, timeout: float) -> dict:
     """Wait until ``count`` slow tasks with this prefix completed; return the last report."""
-    report: dict = {}
-
-    def done() -> bool:
-        report.update(slow_task_runs(host, prefix))
-        return report["completed"] >= count
-
-    wait_for(done, timeout=timeout, interval=2)
-    return report
+    return slow_task_runs(host, prefix, f"completed={count}", timeout)
 
 
 def unique_id(label: str) -> str:

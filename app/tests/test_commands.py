@@ -2,6 +2,7 @@
 
 import json
 import socket
+import time
 from io import StringIO
 
 import pytest
@@ -79,6 +80,33 @@ def test_slow_task_report_counts_starts_completions_and_reruns():
         "ids": ["r-1", "r-2"],
         "hosts": [socket.gethostname()],
     }
+
+
+@pytest.mark.django_db
+def test_slow_task_report_waits_until_the_tasks_completed():
+    tasks.slow.apply(args=("w-1", 0))
+    report = json.loads(run("slow_task_report", "--prefix", "w-", "--until-completed", "1"))
+    assert (report["completed"], report["reached"]) == (1, True)
+
+
+@pytest.mark.django_db
+def test_slow_task_report_stops_waiting_at_the_timeout_and_says_so():
+    tasks.slow.apply(args=("t-1", 0))
+    started = time.monotonic()
+    out = run(
+        "slow_task_report",
+        "--prefix",
+        "t-",
+        "--until-completed",
+        "2",
+        "--timeout",
+        "1",
+        "--interval",
+        "0.2",
+    )
+    report = json.loads(out)
+    assert (report["completed"], report["reached"]) == (1, False)
+    assert 1 <= time.monotonic() - started < 10
 
 
 def test_run_task_parses_args_as_json_with_string_fallback():

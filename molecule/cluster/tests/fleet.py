@@ -171,8 +171,12 @@ def current_release(name: str) -> str:
     return Path(node(name).check_output(f"readlink /srv/{NAME}/current")).name
 
 
-def slow_task_report(host, prefix: str) -> dict:
-    return json.loads(host.check_output(f"{NAME}-manage slow_task_report --prefix={prefix}"))
+def slow_task_report(host, prefix: str, until: str = "", timeout: float = 0) -> dict:
+    """The slow-task report of this prefix; with until ("started=N" or "completed=N"), after
+    waiting up to timeout seconds for it inside one command on the host (one Django start-up per
+    wait, not one per poll)."""
+    wait = f" --until-{until} --timeout={timeout:g}" if until else ""
+    return json.loads(host.check_output(f"{NAME}-manage slow_task_report --prefix={prefix}{wait}"))
 
 
 def run_id() -> str:

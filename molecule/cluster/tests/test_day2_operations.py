@@ -20,7 +20,6 @@ from fleet import (
     services_snapshot,
     shell,
     slow_task_report,
-    wait_until,
 )
 
 testinfra_hosts = [f"ansible://{WEB}"]
@@ -65,11 +64,11 @@ def restarted():
     # Four 8 s tasks on the two hosts' slow pools (two processes each): some are running on
     # each host when its turn comes.
     send_slow(prefix, 4, 8)
-    running = lambda: slow_task_report(node(WEB), prefix)["started"] >= 4  # noqa: E731
-    assert wait_until(running, 30), slow_task_report(node(WEB), prefix)
+    running = slow_task_report(node(WEB), prefix, "started=4", 30)
+    assert running["reached"], running
     result = playbook("playbooks/restart_workers.yml")
     after = worker_snapshot()
-    wait_until(lambda: slow_task_report(node(WEB), prefix)["completed"] >= 4, 60, 2)
+    slow_task_report(node(WEB), prefix, "completed=4", 60)
     return {
         "result": result,
         "before": before,
@@ -125,14 +124,14 @@ def drained(restarted):
     run = run_id()
     prefix = f"drain-{run}-flight"
     send_slow(prefix, 2, 6)
-    running = lambda: slow_task_report(node(WEB), prefix)["started"] >= 2  # noqa: E731
-    assert wait_until(running, 30), slow_task_report(node(WEB), prefix)
+    running = slow_task_report(node(WEB), prefix, "started=2", 30)
+    assert running["reached"], running
     result = playbook("playbooks/drain.yml", "-e", f"django_celery_drain_hosts={DRAINED}")
     states = {name: unit_states(name) for name in WORKER_HOSTS}
     # Sent while the host is drained: the other worker host runs them.
     during = f"drain-{run}-during"
     send_slow(during, 4, 0.5)
-    done = wait_until(lambda: slow_task_report(node(WEB), during)["completed"] >= 4, 60, 2)
+    done = slow_task_report(node(WEB), during, "completed=4", 60)["reached"]
     restart = playbook("playbooks/restart_workers.yml")
     return {
         "result": result,

@@ -106,7 +106,7 @@ def test_every_service_of_a_rebooted_worker_host_comes_back_by_itself(reboot):
 def test_tasks_queued_across_a_worker_host_reboot_all_complete_once(reboot):
     web = node(WEB)
     prefix = reboot["prefix"]
-    wait_until(lambda: slow_task_report(web, prefix)["completed"] >= TASKS, 180, interval=3)
+    slow_task_report(web, prefix, f"completed={TASKS}", 180)
     report = slow_task_report(web, prefix)
     print(
         f"tasks queued across the reboot: {TASKS}, completed {report['completed']}, started twice "

@@ -259,7 +259,7 @@ def test_rolling_redeploy_with_tasks_in_flight_loses_none(redeploy):
     host = node(WEB)
     submitted = redeploy["stream"]["ids"]
     prefix = f"rolling-{redeploy['run']}-"
-    wait_until(lambda: slow_task_report(host, prefix)["completed"] >= len(submitted), 300, 3)
+    slow_task_report(host, prefix, f"completed={len(submitted)}", 300)
     final = slow_task_report(host, prefix)
     print(
         f"rolling redeploy: {redeploy['seconds']:.0f} s; submitted {len(submitted)}, completed "

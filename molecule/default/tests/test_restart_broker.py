@@ -12,6 +12,7 @@ from conftest import (
     unit_of,
     wait_for,
     wait_for_slow_tasks,
+    wait_for_started,
 )
 
 REDIS = "redis-server.service"
@@ -53,7 +54,7 @@ def test_tasks_in_flight_survive_a_broker_restart(host, settings):
     prefix = unique_id("inflight")
     count, duration = 3, 4
     send_slow_tasks(host, prefix, count, duration)
-    assert wait_for(lambda: slow_task_runs(host, prefix)["started"] >= 1, 30, 0.5), "no start"
+    assert wait_for_started(host, prefix), "no start"
     restarted = time.monotonic()
     run_ok(host, "systemctl", "restart", REDIS)
     report: dict = {}

@@ -10,11 +10,11 @@ from conftest import (
     NAME,
     POOLS,
     send_slow_tasks,
-    slow_task_runs,
     unique_id,
     unit_of,
     wait_for,
     wait_for_slow_tasks,
+    wait_for_started,
 )
 
 TASKS, SECONDS = 6, 3
@@ -38,7 +38,7 @@ def reboot(host) -> dict:
     log_lines = len(host.file(REDIS_LOG).content_string.splitlines())
     prefix = unique_id("reboot")
     send_slow_tasks(host, prefix, TASKS, SECONDS)
-    assert wait_for(lambda: slow_task_runs(host, prefix)["started"] >= 1, 30, 0.5), "no start"
+    assert wait_for_started(host, prefix), "no start"
     began = time.monotonic()
     _docker("kill", "--signal=SIGRTMIN+3", container)
     halted = wait_for(

@@ -9,10 +9,9 @@ from conftest import (
     NAME,
     run_ok,
     send_slow_tasks,
-    slow_task_runs,
     unique_id,
-    wait_for,
     wait_for_slow_tasks,
+    wait_for_started,
 )
 
 UNACKED = f"/usr/local/bin/{NAME}-unacked"
@@ -59,7 +58,7 @@ def test_tasks_a_live_worker_holds_are_reported_held_and_never_given_back(host, 
     run_ok(host, f"{NAME}-manage", "shell", "-c", countdown)
     time.sleep(1)
     send_slow_tasks(host, prefix, 1, duration)
-    assert wait_for(lambda: slow_task_runs(host, prefix)["started"] == 1, 30, 0.5), "no start"
+    assert wait_for_started(host, prefix), "no start"
     time.sleep(config["min_age"] + 2)
     report = json.loads(run_ok(host, UNACKED))
     assert (report["older_than_min_age"], report["orphaned"], report["not_answering"]) == (2, 0, [])

@@ -13,8 +13,8 @@ from conftest import (
     unique_id,
     unit_of,
     unit_property,
-    wait_for,
     wait_for_slow_tasks,
+    wait_for_started,
 )
 
 SLOW_SECONDS = 8
@@ -114,7 +114,7 @@ def test_task_in_flight_survives_a_worker_restart(host, settings):
     task_id = unique_id("restart")
     sent = time.monotonic()
     send_task(host, "demo.tasks.slow", [task_id, SLOW_SECONDS], queue="slow")
-    assert wait_for(lambda: _started(host, task_id), timeout=30, interval=0.5), "never started"
+    assert wait_for_started(host, task_id), "never started"
     restarting = time.monotonic()
     run_ok(host, "systemctl", "restart", unit_of(pool))
     restart_took = time.monotonic() - restarting
@@ -138,7 +138,7 @@ def test_task_in_flight_survives_its_pool_process_being_killed(host, settings):
     pool = _slow_pool(settings)
     task_id = unique_id("kill")
     send_task(host, "demo.tasks.slow", [task_id, KILLED_TASK_SECONDS], queue="slow")
-    assert wait_for(lambda: _started(host, task_id), timeout=30, interval=0.5), "never started"
+    assert wait_for_started(host, task_id), "never started"
     main_pid = unit_property(host, unit_of(pool), "MainPID")
     child = run_ok(host, "ps", "--no-headers", "-o", "pid", "--ppid", main_pid).split()[0]
     run_ok(host, "kill", "-KILL", child)
@@ -146,7 +146,3 @@ def test_task_in_flight_survives_its_pool_process_being_killed(host, settings):
     report = wait_for_slow_tasks(host, task_id, 1, timeout=2 * KILLED_TASK_SECONDS + 60)
     counts = {k: report[k] for k in ("started_twice", "completed", "duplicated")}
     assert counts == {"started_twice": 1, "completed": 1, "duplicated": 0}
-
-
-def _started(host, task_id: str) -> bool:
-    return slow_task_runs(host, task_id)["started"] == 1
