@@ -16,6 +16,8 @@ setup_packages() {
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v iptables >/dev/null || missing+=(iptables)
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+  # Headless Chromium opens the monitoring console page through the front door (cluster scenario).
+  command -v chromium >/dev/null || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -29,7 +29,7 @@ def test_health_ok_when_everything_is_healthy(client, fresh_heartbeat):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "ok" and body["failed"] == []
-    assert set(body["checks"]) == {"database", "broker", "workers", "heartbeat"}
+    assert set(body["checks"]) == {"database", "broker", "workers", "heartbeat", "queues"}
     assert body["checks"]["workers"]["answered"] == ["w1@host"]
     assert body["checks"]["heartbeat"]["max_age_seconds"] == 30
 

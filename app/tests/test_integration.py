@@ -4,6 +4,7 @@ import json
 import socket
 import time
 import uuid
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
@@ -93,6 +94,34 @@ def test_health_returns_503_naming_broker_when_broker_is_down(celery_worker, cli
     assert body["failed"] == ["broker", "workers"]
     assert "refused" in body["checks"]["broker"]["error"].lower()
     assert elapsed < 5
+
+
+def test_queue_status_counts_a_queue_nobody_consumes_priority_sub_queues_included(settings):
+    """Three plain tasks and one with priority 9 (kombu keeps it in a sub-queue of its own)."""
+    queue = f"nobody-{uuid.uuid4().hex[:8]}"
+    settings.DJANGO_CELERY_QUEUES = [queue]
+    for _ in range(3):
+        tasks.add.apply_async(args=(1, 1), queue=queue)
+    tasks.add.apply_async(args=(1, 1), queue=queue, priority=9)
+    out = StringIO()
+    call_command("queue_status", stdout=out)
+    assert json.loads(out.getvalue())["depth"] == {queue: 4}
+
+
+def test_health_reports_a_running_task_as_unacknowledged_with_its_age(celery_worker, client):
+    """acks_late: the task stays in kombu's unacked hash while it runs."""
+    task_id = f"held-{uuid.uuid4().hex}"
+    result = tasks.slow.apply_async(args=(task_id, 4))
+    wait_for(
+        lambda: SlowTaskCompletion.objects.filter(task_id=task_id, starts__gt=0).exists(),
+        timeout=20,
+        what="the slow task to start",
+    )
+    time.sleep(1.5)
+    queues = client.get("/health/").json()["checks"]["queues"]
+    result.get(timeout=30)
+    unacked = queues.get("unacked", {})
+    assert unacked.get("count", 0) >= 1 and unacked["oldest_age_seconds"] >= 1, queues
 
 
 def test_slow_task_completion_is_recorded_once(celery_worker):

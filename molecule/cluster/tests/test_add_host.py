@@ -45,6 +45,8 @@ TEMPLATE = "dc-cluster-worker1"
 WRITE_FILES_TASK = "Write the files, each only if it changed"
 UNACKED_CONFIG = "/etc/djangoapp/unacked.json"
 FIREWALL_SET = "nft --json list set inet django_celery_djangoapp fleet"
+# Monitoring is on in this scenario: Prometheus on the broker host scrapes each node exporter.
+PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
 
 
 def docker_run_argv() -> list[str]:
@@ -121,6 +123,7 @@ def grown():
     took = time.monotonic() - began
     after = services_snapshot()
     hba = hba_sources(node(BROKER))
+    scraped = node(BROKER).check_output(f"cat {PROMETHEUS_CONFIG}")
     address = subprocess.run(
         ["docker", "exec", NEW, "hostname", "-I"], capture_output=True, text=True, check=True
     ).stdout.split()[0]
@@ -132,6 +135,7 @@ def grown():
             "address": address,
             "took": took,
             "hba": hba,
+            "scraped": scraped,
         }
     finally:
         remove_new_host()
@@ -144,7 +148,8 @@ def shrunk(grown):
     infrastructure, the unacked-task timer's list in activate): CI's time budget."""
     remove_new_host()
     result = site_yml("--tags", "django_celery_infrastructure,django_celery_activate")
-    return {"result": result, "address": grown["address"]}
+    scraped = node(BROKER).check_output(f"cat {PROMETHEUS_CONFIG}")
+    return {"result": result, "address": grown["address"], "scraped": scraped}
 
 
 def test_one_site_yml_run_brings_a_new_worker_host_into_the_running_fleet(grown):
@@ -178,6 +183,7 @@ def test_adding_a_host_at_vvv_with_diff_prints_no_secret(grown):
         for path in (Path(INVENTORY).parent / ".secrets").glob("*/*")
     }
     assert len(output) > 100_000 and "djangoapp/database_password" in secrets, sorted(secrets)
+    assert "djangoapp/monitoring_password" in secrets, sorted(secrets)
     assert [name for name, secret in secrets.items() if secret in output] == []
 
 
@@ -239,6 +245,15 @@ def test_taking_the_host_out_of_the_inventory_takes_it_out_of_the_firewall(grown
     addresses = fleet_set(node(BROKER))
     assert shrunk["address"] not in addresses
     assert len(addresses) == len(APP_HOSTS) + 1, addresses
+
+
+def test_prometheus_scrapes_the_new_host(grown):
+    assert f"{grown['address']}:9100" in grown["scraped"], grown["scraped"]
+
+
+def test_taking_the_host_out_of_the_inventory_takes_it_out_of_prometheus(shrunk):
+    assert shrunk["result"].returncode == 0
+    assert f"{shrunk['address']}:" not in shrunk["scraped"], shrunk["scraped"]
 
 
 def test_taking_the_host_out_of_the_inventory_takes_it_out_of_pg_hba(shrunk):

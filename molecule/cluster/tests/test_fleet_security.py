@@ -25,9 +25,12 @@ from fleet import (
 
 testinfra_hosts = [f"ansible://{WEB}"]
 
+# The broker host's ports: Redis, PostgreSQL, and monitoring's node, Redis and PostgreSQL
+# exporters and Prometheus (the broker host is the monitoring host too).
+PORTS = (6379, 5432, 9100, 9121, 9187, 9090)
 PORT_PROBE = """
 import socket
-for port in (6379, 5432):
+for port in {ports!r}:
     try:
         socket.create_connection(({address!r}, port), timeout=3).close()
         print(port, 'open')
@@ -86,11 +89,11 @@ def test_database_checks_remote_clients_with_scram_only():
     assert methods == {"scram-sha-256"}, rules
 
 
-def test_broker_and_database_ports_are_closed_to_hosts_outside_the_fleet():
+def test_broker_database_and_monitoring_ports_are_closed_to_hosts_outside_the_fleet():
     """A container on the same network that is not in the inventory cannot even connect,
     while a fleet host connects to the same ports at the same time (so "closed" is the
     firewall, not a service that is down)."""
-    probe = PORT_PROBE.format(address=broker_address())
+    probe = PORT_PROBE.format(address=broker_address(), ports=PORTS)
     inside = node("dc-cluster-worker2").check_output(f"python3 -c {shlex.quote(probe)}")
     outside = subprocess.run(
         [
@@ -111,8 +114,8 @@ def test_broker_and_database_ports_are_closed_to_hosts_outside_the_fleet():
     )
     assert outside.returncode == 0, outside.stderr
     assert (inside.split(), outside.stdout.split()) == (
-        ["6379", "open", "5432", "open"],
-        ["6379", "closed", "5432", "closed"],
+        [word for port in PORTS for word in (str(port), "open")],
+        [word for port in PORTS for word in (str(port), "closed")],
     )
 
 

@@ -18,5 +18,8 @@ KEY = "django_celery:heartbeat"
 
 @shared_task(name="django_celery.heartbeat", ignore_result=True)
 def heartbeat() -> None:
+    # A client of its own (conn_or_acquire, as kombu's own queue size does): the channel's
+    # `client` attribute is its asynchronous one, which does not wait for the reply.
     with heartbeat.app.connection_for_write() as connection:
-        connection.default_channel.client.set(KEY, repr(time.time()))
+        with connection.default_channel.conn_or_acquire() as client:
+            client.set(KEY, repr(time.time()))

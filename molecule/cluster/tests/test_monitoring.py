@@ -1,0 +1,376 @@
+"""Monitoring on the fleet (issue 14): Prometheus on the broker host scrapes every exporter, its
+figures match what Redis holds, and each alert is caused, reaches the tests' receiver
+(../../resources/alert_receiver.py, on the broker host) and resolves once its cause is removed.
+
+One round of faults (the fixture alert_round) causes them all at once, so the scenario spends
+that time once: the slow pools stopped on both worker hosts with tasks queued for them (pool
+down, queue deep, queue backlog), beat stopped (beat down, beat stale), and one long task on
+the default pool held unacknowledged past 0.25 of the visibility timeout. Then every cause is
+removed and the round waits for each alert to resolve. The scenario's values (molecule.yml):
+scrape every 5 s, alerts "for" 10 s, heartbeat every 5 s, stale after 3 of them, queue deep
+above 5, backlog after 30 s, unacknowledged for 30 s.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from fleet import BEAT_HOST, BROKER, EPHEMERAL, INVENTORY, NAME, WEB, WORKER_HOSTS, node, shell
+
+testinfra_hosts = [f"ansible://{WEB}"]
+
+PROMETHEUS_PORT = 9090
+RECEIVED = "/var/lib/private/alert-receiver/alerts.jsonl"
+CONSOLE = f"/monitoring/consoles/django_celery-{NAME}.html"
+SITE_CONF = f"/etc/nginx/conf.d/django_celery-{NAME}.conf"
+QUEUED = 8
+HELD_SECONDS = 45
+# How long a fault may take to reach the receiver, and its end to be reported resolved:
+# scrape (5 s) + "for" (10 s) + evaluation (5 s) + group_wait (5 s) on top of the fault's own
+# threshold (30 s for backlog and unacknowledged), with room for a loaded CI machine; resolved
+# notices go out at Alertmanager's group_interval (30 s).
+FIRE_BOUND = 90
+RESOLVE_BOUND = 90
+# Each alert the round causes, and the labels its notification must carry.
+ALERTS = {
+    "CeleryPoolDown": {"pool": "slow"},
+    "CeleryQueueDeep": {"queue": "slow"},
+    "CeleryQueueBacklog": {"queue": "slow"},
+    "CeleryBeatDown": {},
+    "CeleryBeatStale": {},
+    "CeleryTasksUnackedTooLong": {},
+}
+
+# Run on the broker host: GET a path of Prometheus's API, print the JSON.
+PROMETHEUS_GET = """
+import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=20).read().decode())
+"""
+
+# Run in the Django shell of the web host: the length of a queue in Redis as kombu keeps it,
+# priority sub-queues included (the name, then "\\x06\\x16" and the priority step).
+QUEUE_LENGTH = """
+from proj.celery import app
+with app.connection_for_read() as connection:
+    with connection.default_channel.conn_or_acquire() as client:
+        steps = ("", "\\x06\\x163", "\\x06\\x166", "\\x06\\x169")
+        print(sum(client.llen(QUEUE + step) for step in steps))
+"""
+
+# Run on the web host: GET a page through the front door (SNI for the site's name), with basic
+# auth if given; print the status and the body as JSON.
+FRONT_DOOR_GET = """
+import base64, http.client, json, socket, ssl, sys
+site, path, auth = sys.argv[1:4]
+context = ssl._create_unverified_context()
+sock = context.wrap_socket(socket.create_connection(("127.0.0.1", 443), timeout=20),
+                           server_hostname=site)
+connection = http.client.HTTPSConnection(site, 443, context=context)
+connection.sock = sock
+headers = {"Host": site}
+if auth:
+    headers["Authorization"] = "Basic " + auth
+connection.request("GET", path, headers=headers)
+response = connection.getresponse()
+print(json.dumps({"status": response.status, "body": response.read().decode("utf-8", "replace")}))
+"""
+
+
+def prometheus(path: str) -> dict:
+    broker = node(BROKER)
+    address = broker.check_output("hostname -I").split()[0]
+    url = f"http://{address}:{PROMETHEUS_PORT}/monitoring/api/v1/{path}"
+    out = broker.check_output(f"python3 -c {shlex.quote(PROMETHEUS_GET)} {shlex.quote(url)}")
+    return json.loads(out)["data"]
+
+
+def query(expr: str) -> list[dict]:
+    return prometheus(f"query?query={quote(expr)}")["result"]
+
+
+def value(expr: str) -> float | None:
+    result = query(expr)
+    return float(result[0]["value"][1]) if result else None
+
+
+def queue_length(queue: str) -> int:
+    return int(shell(node(WEB), f"QUEUE = {queue!r}\n" + QUEUE_LENGTH))
+
+
+def received() -> list[dict]:
+    """Every alert the receiver got, one entry per alert per notification, oldest first."""
+    text = node(BROKER).run(f"cat {RECEIVED}").stdout
+    entries = []
+    for line in text.splitlines():
+        record = json.loads(line)
+        for alert in record["notification"]["alerts"]:
+            entries.append({"received": record["received"], **alert})
+    return entries
+
+
+def matching(entries: list[dict], name: str, status: str, since: float) -> list[dict]:
+    labels = ALERTS[name]
+    return [
+        e
+        for e in entries
+        if e["received"] >= since
+        and e["status"] == status
+        and e["labels"].get("alertname") == name
+        and all(e["labels"].get(k) == v for k, v in labels.items())
+    ]
+
+
+def fired_instances(entries, name: str, since: float) -> set[str]:
+    return {e["labels"].get("instance", "") for e in matching(entries, name, "firing", since)}
+
+
+def expected_instances(name: str) -> int:
+    """The pool runs on both worker hosts; everything else is one series."""
+    return len(WORKER_HOSTS) if name == "CeleryPoolDown" else 1
+
+
+def first(entries, name: str, status: str, since: float) -> float | None:
+    found = matching(entries, name, status, since)
+    if name == "CeleryPoolDown" and status == "firing":
+        # Fired once both hosts' pools are reported.
+        seen: set[str] = set()
+        for e in found:
+            seen.add(e["labels"].get("instance", ""))
+            if len(seen) == expected_instances(name):
+                return e["received"]
+        return None
+    return found[0]["received"] if found else None
+
+
+def send(queue: str, seconds: float, prefix: str, count: int) -> None:
+    code = (
+        "from proj.celery import app\n"
+        f"for i in range({count}):\n"
+        f"    app.send_task('demo.tasks.slow', args=['{prefix}-%02d' % i, {seconds}], "
+        f"queue='{queue}')\n"
+        "print('sent')"
+    )
+    shell(node(WEB), code)
+
+
+def wait(predicate, timeout: float, interval: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def alert_round():
+    """Cause every alert at once, measure, remove the causes; return what was seen."""
+    workers = [node(name) for name in WORKER_HOSTS]
+    beat = node(BEAT_HOST)
+    prefix = f"monitoring-{time.strftime('%H%M%S')}"
+    began = time.time()
+    for worker in workers:
+        worker.check_output(f"systemctl stop {NAME}-worker@slow.service")
+    beat.check_output(f"systemctl stop {NAME}-beat.service")
+    send("slow", 1, f"{prefix}-queued", QUEUED)
+    send("celery", HELD_SECONDS, f"{prefix}-held", 1)
+    seen: dict = {"began": began}
+    # The figures while nothing consumes the slow queue: two scrapes after the send.
+    time.sleep(12)
+    seen["queue_length"] = queue_length("slow")
+    seen["queue_status"] = json.loads(node(WEB).check_output(f"{NAME}-manage queue_status"))
+    seen["queue_metric"] = value(f'django_celery_queue_depth{{project="{NAME}",queue="slow"}}')
+    unacked_age = f'django_celery_unacked_oldest_age_seconds{{project="{NAME}"}}'
+    seen["unacked_age_first"] = value(unacked_age)
+    time.sleep(10)
+    seen["unacked_age_later"] = value(unacked_age)
+
+    def all_fired():
+        entries = received()
+        return all(first(entries, name, "firing", began) for name in ALERTS)
+
+    wait(all_fired, FIRE_BOUND - (time.time() - began), 3)
+    entries = received()
+    seen["fired"] = {name: first(entries, name, "firing", began) for name in ALERTS}
+    seen["fired_instances"] = {name: fired_instances(entries, name, began) for name in ALERTS}
+    # The page an operator opens, while the faults last.
+    seen["console"] = console_page()
+    seen["console_queue_metric"] = value(
+        f'django_celery_queue_depth{{project="{NAME}",queue="slow"}}'
+    )
+
+    fixed = time.time()
+    for worker in workers:
+        worker.check_output(f"systemctl start {NAME}-worker@slow.service")
+    beat.check_output(f"systemctl start {NAME}-beat.service")
+    seen["fixed"] = fixed
+
+    def all_resolved():
+        entries = received()
+        return all(first(entries, name, "resolved", fixed) for name in ALERTS)
+
+    wait(all_resolved, RESOLVE_BOUND + HELD_SECONDS, 3)
+    entries = received()
+    seen["resolved"] = {name: first(entries, name, "resolved", fixed) for name in ALERTS}
+    rows = ["| alert | fired after (s) | resolved after (s) |", "| --- | ---: | ---: |"]
+    for name in ALERTS:
+        fire, resolve = seen["fired"][name], seen["resolved"][name]
+        fire_after = round(fire - began) if fire else "not fired"
+        resolve_after = round(resolve - fixed) if resolve else "not resolved"
+        rows.append(f"| {name} | {fire_after} | {resolve_after} |")
+    print("\n".join(rows))
+    return seen
+
+
+def secrets() -> dict[str, str]:
+    folder = Path(INVENTORY).parent / ".secrets" / NAME
+    return {path.name: path.read_text().strip() for path in folder.iterdir() if path.is_file()}
+
+
+def site_name() -> str:
+    conf = node(WEB).file(SITE_CONF).content_string
+    return re.search(r"^\s*server_name\s+([^;\s]+)", conf, re.M).group(1)
+
+
+def front_door(path: str, auth: str = "") -> dict:
+    argv = [site_name(), path, base64.b64encode(auth.encode()).decode() if auth else ""]
+    out = node(WEB).check_output(f"python3 -c {shlex.quote(FRONT_DOOR_GET)} {shlex.join(argv)}")
+    return json.loads(out)
+
+
+def chromium(url: str, site: str, *options: str) -> subprocess.CompletedProcess:
+    """Headless Chromium from Debian on the controller, reaching the site at the web host's
+    address (as an operator's browser would, with the lab's self-signed certificate)."""
+    address = node(WEB).check_output("hostname -I").split()[0]
+    return subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--ignore-certificate-errors",
+            f"--host-resolver-rules=MAP {site} {address}",
+            "--window-size=1280,1100",
+            *options,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def console_page() -> dict:
+    """The console page as Chromium renders it, with basic auth, and a screenshot of it in the
+    scenario's ephemeral directory (monitoring-console.png)."""
+    site = site_name()
+    url = f"https://monitor:{secrets()['monitoring_password']}@{site}{CONSOLE}"
+    screenshot = EPHEMERAL / "monitoring-console.png"
+    shot = chromium(url, site, f"--screenshot={screenshot}")
+    dom = chromium(url, site, "--dump-dom")
+    return {
+        "dom": dom.stdout,
+        "errors": (shot.stderr + dom.stderr)[-2000:],
+        "screenshot": str(screenshot),
+        "screenshot_bytes": screenshot.stat().st_size if screenshot.exists() else 0,
+    }
+
+
+def test_every_exporter_is_scraped_and_up():
+    def targets():
+        active = prometheus("targets?state=active")["activeTargets"]
+        return active if active and all(t["health"] == "up" for t in active) else None
+
+    active = wait(targets, 60) or prometheus("targets?state=active")["activeTargets"]
+    health = {(t["labels"]["job"], t["labels"]["instance"]): t["health"] for t in active}
+    jobs = sorted({job for job, _ in health})
+    nodes = [instance for job, instance in health if job == "node"]
+    assert (jobs, len(nodes), set(health.values())) == (
+        ["node", "postgres", "redis"],
+        2 + len(WORKER_HOSTS),
+        {"up"},
+    ), health
+
+
+def test_queue_depth_metric_equals_the_queue_length_in_redis(alert_round):
+    assert alert_round["queue_metric"] == alert_round["queue_length"] == QUEUED, alert_round
+
+
+def test_the_queue_status_command_reports_the_depth_and_unacked_tasks_the_metrics_have(
+    alert_round,
+):
+    """For hosts without monitoring: NAME-manage queue_status (the figures /health/ reports)."""
+    status = alert_round["queue_status"]
+    assert status["depth"]["slow"] == alert_round["queue_metric"] == QUEUED, status
+    assert status["unacked"]["count"] >= 1 and status["unacked"]["oldest_age_seconds"] > 0
+
+
+def test_unacked_age_metric_rises_while_a_task_is_held(alert_round):
+    first_age, later_age = alert_round["unacked_age_first"], alert_round["unacked_age_later"]
+    assert first_age is not None and first_age > 0, alert_round
+    assert later_age >= first_age + 8, (first_age, later_age)
+
+
+@pytest.mark.parametrize("name", ALERTS)
+def test_the_alert_reaches_the_receiver_when_its_fault_is_caused(alert_round, name):
+    fired = alert_round["fired"][name]
+    assert fired is not None, f"{name} not received within {FIRE_BOUND} s"
+    assert fired - alert_round["began"] <= FIRE_BOUND
+    assert len(alert_round["fired_instances"][name]) == expected_instances(name)
+
+
+@pytest.mark.parametrize("name", ALERTS)
+def test_the_alert_resolves_when_its_fault_is_removed(alert_round, name):
+    resolved = alert_round["resolved"][name]
+    assert resolved is not None, f"{name} not resolved within {RESOLVE_BOUND + HELD_SECONDS} s"
+
+
+def test_the_console_page_in_chromium_shows_the_queue_depth_prometheus_has(alert_round):
+    page = alert_round["console"]
+    shown = re.search(r'id="queue-slow"[^>]*>\s*([0-9.]+)', page["dom"])
+    assert shown, (page["dom"][:3000], page["errors"])
+    assert float(shown.group(1)) == alert_round["console_queue_metric"] == QUEUED
+
+
+def test_the_console_page_in_chromium_lists_the_firing_pool_alert(alert_round):
+    page = alert_round["console"]
+    assert "CeleryPoolDown" in page["dom"] and 'id="no-alerts"' not in page["dom"], page["errors"]
+
+
+def test_a_screenshot_of_the_console_page_is_saved(alert_round):
+    page = alert_round["console"]
+    print(f"screenshot: {page['screenshot']} ({page['screenshot_bytes']} bytes)")
+    assert page["screenshot_bytes"] > 10_000, page["errors"]
+
+
+def test_the_console_page_needs_the_monitoring_password():
+    wrong = front_door(CONSOLE, "monitor:not-the-password")["status"]
+    assert (front_door(CONSOLE)["status"], wrong) == (401, 401)
+
+
+def test_no_exporter_exposes_a_secret():
+    """Every target's /metrics, fetched as Prometheus does, holds none of the fleet's secrets."""
+    broker = node(BROKER)
+    bodies = {}
+    for target in prometheus("targets?state=active")["activeTargets"]:
+        url = target["scrapeUrl"]
+        bodies[url] = broker.check_output(
+            f"python3 -c {shlex.quote(PROMETHEUS_GET)} {shlex.quote(url)}"
+        )
+    leaked = [
+        (name, url)
+        for name, secret in secrets().items()
+        if len(secret) >= 8
+        for url, body in bodies.items()
+        if secret in body
+    ]
+    assert len(bodies) >= 5 and leaked == [], leaked
