@@ -44,6 +44,8 @@ TEMPLATE = "dc-cluster-worker1"
 # The role writes its files in one task per phase (tasks/write_files.yml); -vvv shows which.
 WRITE_FILES_TASK = "Write the files, each only if it changed"
 UNACKED_CONFIG = "/etc/djangoapp/unacked.json"
+FIREWALL_RULES_TASK = "Write the fleet's firewall rules"
+FIREWALL_RELOAD_HANDLER = "Reload the fleet firewall"
 FIREWALL_SET = "nft --json list set inet django_celery_djangoapp fleet"
 # Monitoring is on in this scenario: Prometheus on the broker host scrapes each node exporter.
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
@@ -221,13 +223,19 @@ def changed_files(output: str) -> dict[str, list[str]]:
     return found
 
 
-def test_the_hosts_already_running_changed_only_the_list_of_worker_nodes(grown):
-    """On the hosts already running, the one change is the unacked-task command's list of the
-    worker nodes that must answer (it now names the new host's pools)."""
+def test_the_hosts_already_running_changed_only_the_list_of_worker_nodes_and_the_firewall(grown):
+    """On the hosts already running, the changes are the unacked-task command's list of the
+    worker nodes that must answer (it now names the new host's pools) and, with monitoring on,
+    the fleet firewall's set of addresses (every host guards its node exporter's port)."""
     output = grown["result"].stdout
     changed = changed_tasks(output)
     on_running = {(task, name) for task, name in changed if name in APP_HOSTS}
-    assert on_running == {(WRITE_FILES_TASK, name) for name in APP_HOSTS}, sorted(changed)
+    expected = {
+        (task, name)
+        for name in APP_HOSTS
+        for task in (WRITE_FILES_TASK, FIREWALL_RULES_TASK, FIREWALL_RELOAD_HANDLER)
+    }
+    assert on_running == expected, sorted(changed)
     files = {name: sorted(set(paths)) for name, paths in changed_files(output).items()}
     assert {name: files.get(name) for name in APP_HOSTS} == dict.fromkeys(
         APP_HOSTS, [UNACKED_CONFIG]

@@ -295,7 +295,7 @@ def test_every_exporter_is_scraped_and_up():
     jobs = sorted({job for job, _ in health})
     nodes = [instance for job, instance in health if job == "node"]
     assert (jobs, len(nodes), set(health.values())) == (
-        ["node", "postgres", "redis"],
+        ["alertmanager", "node", "postgres", "prometheus", "redis"],
         2 + len(WORKER_HOSTS),
         {"up"},
     ), health
