@@ -19,7 +19,7 @@ import yaml
 ROLE = Path(__file__).resolve().parent.parent / "roles" / "django_celery"
 DEFAULTS = ROLE / "defaults" / "main.yml"
 SPECS = ROLE / "meta" / "argument_specs.yml"
-TYPES = {str: "str", int: "int", bool: "bool", list: "list", dict: "dict"}
+TYPES = {str: "str", int: "int", float: "float", bool: "bool", list: "list", dict: "dict"}
 
 
 class IndentedDumper(yaml.SafeDumper):

@@ -521,6 +521,20 @@ def test_scrape_targets_of_a_single_host_are_on_loopback():
     assert jobs[0]["static_configs"][0]["targets"] == ["127.0.0.1:9100"]
 
 
+def test_scrape_targets_give_a_job_its_metrics_path_when_one_is_named():
+    jobs = filters.scrape_targets(
+        {"node": ["lab"], "flower": ["lab"]},
+        {"lab": {}},
+        False,
+        {**PORTS, "flower": 5555},
+        {"flower": "/flower/metrics"},
+    )
+    assert [(job["job_name"], job.get("metrics_path")) for job in jobs] == [
+        ("node", None),
+        ("flower", "/flower/metrics"),
+    ]
+
+
 def test_fleet_queues_lists_every_pools_queue_once_and_celery_for_a_pool_without():
     hostvars = {
         "w1": {"django_celery_worker_pools": [{"name": "a", "queues": ["celery", "slow"]}]},

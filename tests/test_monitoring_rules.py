@@ -54,6 +54,13 @@ def filesystem(figure: str, fstype: str, mountpoint: str) -> str:
     )
 
 
+def flower_events(task: str, event: str) -> str:
+    return (
+        f'flower_events_total{{instance="worker1", job="flower", task="{task}", type="{event}", '
+        'worker="default@worker1"}'
+    )
+
+
 def alert(name: str, at: str, *expected: dict) -> dict:
     return {"alertname": name, "eval_time": at, "exp_alerts": list(expected)}
 
@@ -114,6 +121,31 @@ CASES = {
                 {
                     "exp_labels": {**QUEUE, "severity": "warning"},
                     "exp_annotations": {"summary": "Queue celery has not been empty for 600 s"},
+                },
+            ),
+        ],
+    ),
+    "more than 10 % of one task's runs failing fires CeleryTaskFailureRatio, for that task": (
+        {
+            flower_events("demo.tasks.add", "task-succeeded"): "0+10x20",
+            flower_events("demo.tasks.add", "task-failed"): "0+5x20",
+            flower_events("demo.tasks.slow", "task-succeeded"): "0+10x20",
+            flower_events("demo.tasks.slow", "task-failed"): "0+1x20",
+        },
+        [
+            alert("CeleryTaskFailureRatio", "30s"),
+            alert(
+                "CeleryTaskFailureRatio",
+                "2m",
+                {
+                    "exp_labels": {
+                        "task": "demo.tasks.add",
+                        "project": NAME,
+                        "severity": "warning",
+                    },
+                    "exp_annotations": {
+                        "summary": "33.33% of the runs of demo.tasks.add failed in the last 300 s"
+                    },
                 },
             ),
         ],

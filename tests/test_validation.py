@@ -28,7 +28,14 @@ CASES = {
             "django_celery_monitoring_unacked_age_ratio": 1.5,
         },
         r"django_celery_monitoring_enabled is true but the monitoring settings do not fit.*"
-        r"the two ratios between 0 and 1",
+        r"the ratios between 0 and 1",
+    ),
+    "monitoring_failure_window_shorter_than_two_scrapes": (
+        {
+            "django_celery_monitoring_enabled": True,
+            "django_celery_monitoring_failure_window": 20,
+        },
+        r"django_celery_monitoring_failure_window at least two scrape intervals \(it is 20 s\)",
     ),
     "unknown_broker": (
         {"django_celery_broker": "kafka"},

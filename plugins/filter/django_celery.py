@@ -385,12 +385,16 @@ def python_requirement(project_dir: str, requirements_file: str, explicit: str =
 
 
 def scrape_targets(
-    roles: Mapping[str, Iterable[str]], hostvars: Mapping, multi_host: bool, ports: Mapping
+    roles: Mapping[str, Iterable[str]],
+    hostvars: Mapping,
+    multi_host: bool,
+    ports: Mapping,
+    paths: Mapping | None = None,
 ) -> list:
     """Prometheus scrape jobs for the fleet: {job: [hosts]} (node: every host, redis: the broker
-    hosts, postgres: the database hosts) becomes one job each, a target per host at its private
-    address (loopback on a single host) and the job's port (ports[job]), labelled
-    instance=<inventory name>."""
+    hosts, postgres: the database hosts, flower: the beat host) becomes one job each, a target per
+    host at its private address (loopback on a single host) and the job's port (ports[job]),
+    labelled instance=<inventory name>; paths[job], if given, is the job's metrics path."""
     jobs = []
     for job, hosts in roles.items():
         targets = []
@@ -398,7 +402,14 @@ def scrape_targets(
             address = private_address(hostvars[host]) if multi_host else LOOPBACK
             targets.append({"targets": [f"{address}:{ports[job]}"], "labels": {"instance": host}})
         if targets:
-            jobs.append({"job_name": job, "static_configs": targets})
+            path = (paths or {}).get(job)
+            jobs.append(
+                {
+                    "job_name": job,
+                    **({"metrics_path": path} if path else {}),
+                    "static_configs": targets,
+                }
+            )
     return jobs
 
 

@@ -30,6 +30,7 @@ testinfra_hosts = [f"ansible://{WEB}"]
 PROMETHEUS_PORT = 9090
 RECEIVED = "/var/lib/private/alert-receiver/alerts.jsonl"
 CONSOLE = f"/monitoring/consoles/django_celery-{NAME}.html"
+FLOWER = "/flower"
 SITE_CONF = f"/etc/nginx/conf.d/django_celery-{NAME}.conf"
 QUEUED = 8
 HELD_SECONDS = 45
@@ -47,7 +48,11 @@ ALERTS = {
     "CeleryBeatDown": {},
     "CeleryBeatStale": {},
     "CeleryTasksUnackedTooLong": {},
+    "CeleryTaskFailureRatio": {"task": "demo.tasks.add"},
 }
+# Failing tasks (demo.tasks.add(1, "a") raises TypeError), one a second for this long, while the
+# other faults last: CeleryTaskFailureRatio sees their share of add's runs.
+FAILING_SECONDS = 40
 
 # Run on the broker host: GET a path of Prometheus's API, print the JSON.
 PROMETHEUS_GET = """
@@ -69,7 +74,7 @@ with app.connection_for_read() as connection:
 # auth if given; print the status and the body as JSON.
 FRONT_DOOR_GET = """
 import base64, http.client, json, socket, ssl, sys
-site, path, auth = sys.argv[1:4]
+site, path, auth, method = sys.argv[1:5]
 context = ssl._create_unverified_context()
 sock = context.wrap_socket(socket.create_connection(("127.0.0.1", 443), timeout=20),
                            server_hostname=site)
@@ -78,7 +83,7 @@ connection.sock = sock
 headers = {"Host": site}
 if auth:
     headers["Authorization"] = "Basic " + auth
-connection.request("GET", path, headers=headers)
+connection.request(method, path, headers=headers)
 response = connection.getresponse()
 print(json.dumps({"status": response.status, "body": response.read().decode("utf-8", "replace")}))
 """
@@ -161,6 +166,18 @@ def send(queue: str, seconds: float, prefix: str, count: int) -> None:
     shell(node(WEB), code)
 
 
+def send_failing(seconds: int) -> None:
+    """In the background on the web host: one failing task a second for this many seconds."""
+    code = (
+        "import time\n"
+        "from proj.celery import app\n"
+        f"for _ in range({seconds}):\n"
+        "    app.send_task('demo.tasks.add', args=[1, 'a'], queue='celery')\n"
+        "    time.sleep(1)\n"
+    )
+    node(WEB).check_output(f"nohup {NAME}-manage shell -c {shlex.quote(code)} >/dev/null 2>&1 &")
+
+
 def wait(predicate, timeout: float, interval: float = 2.0):
     deadline = time.monotonic() + timeout
     while True:
@@ -182,6 +199,7 @@ def alert_round():
     beat.check_output(f"systemctl stop {NAME}-beat.service")
     send("slow", 1, f"{prefix}-queued", QUEUED)
     send("celery", HELD_SECONDS, f"{prefix}-held", 1)
+    send_failing(FAILING_SECONDS)
     seen: dict = {"began": began}
     # The figures while nothing consumes the slow queue: two scrapes after the send.
     time.sleep(12)
@@ -201,8 +219,13 @@ def alert_round():
     entries = received()
     seen["fired"] = {name: first(entries, name, "firing", began) for name in ALERTS}
     seen["fired_instances"] = {name: fired_instances(entries, name, began) for name in ALERTS}
-    # The page an operator opens, while the faults last.
+    # The pages an operator opens, while the faults last.
     seen["console"] = console_page()
+    seen["flower"] = flower_page()
+    # The fleet's own nodes: a host removed without a warm shutdown (test_add_host's) stays
+    # "online" in Flower until it is purged (docs/MONITORING.md, limits).
+    fleet_nodes = "|".join(f"(default|slow)@{host}" for host in WORKER_HOSTS.values())
+    seen["workers_online_metric"] = value(f'sum(flower_worker_online{{worker=~"{fleet_nodes}"}})')
     seen["console_queue_metric"] = value(
         f'django_celery_queue_depth{{project="{NAME}",queue="slow"}}'
     )
@@ -240,8 +263,8 @@ def site_name() -> str:
     return re.search(r"^\s*server_name\s+([^;\s]+)", conf, re.M).group(1)
 
 
-def front_door(path: str, auth: str = "") -> dict:
-    argv = [site_name(), path, base64.b64encode(auth.encode()).decode() if auth else ""]
+def front_door(path: str, auth: str = "", method: str = "GET") -> dict:
+    argv = [site_name(), path, base64.b64encode(auth.encode()).decode() if auth else "", method]
     out = node(WEB).check_output(f"python3 -c {shlex.quote(FRONT_DOOR_GET)} {shlex.join(argv)}")
     return json.loads(out)
 
@@ -258,7 +281,7 @@ def chromium(url: str, site: str, *options: str) -> subprocess.CompletedProcess:
             "--disable-gpu",
             "--ignore-certificate-errors",
             f"--host-resolver-rules=MAP {site} {address}",
-            "--window-size=1280,1100",
+            "--window-size=1280,1700",
             *options,
             url,
         ],
@@ -285,6 +308,20 @@ def console_page() -> dict:
     }
 
 
+def flower_page() -> dict:
+    """Flower's workers page as Chromium renders it, with a screenshot (flower-workers.png)."""
+    site = site_name()
+    url = f"https://monitor:{secrets()['monitoring_password']}@{site}{FLOWER}/workers"
+    screenshot = EPHEMERAL / "flower-workers.png"
+    shot = chromium(url, site, f"--screenshot={screenshot}", "--virtual-time-budget=5000")
+    dom = chromium(url, site, "--dump-dom", "--virtual-time-budget=5000")
+    return {
+        "dom": dom.stdout,
+        "errors": (shot.stderr + dom.stderr)[-2000:],
+        "screenshot_bytes": screenshot.stat().st_size if screenshot.exists() else 0,
+    }
+
+
 def test_every_exporter_is_scraped_and_up():
     def targets():
         active = prometheus("targets?state=active")["activeTargets"]
@@ -295,7 +332,7 @@ def test_every_exporter_is_scraped_and_up():
     jobs = sorted({job for job, _ in health})
     nodes = [instance for job, instance in health if job == "node"]
     assert (jobs, len(nodes), set(health.values())) == (
-        ["alertmanager", "node", "postgres", "prometheus", "redis"],
+        ["alertmanager", "flower", "node", "postgres", "prometheus", "redis"],
         2 + len(WORKER_HOSTS),
         {"up"},
     ), health
@@ -374,3 +411,35 @@ def test_no_exporter_exposes_a_secret():
         if secret in body
     ]
     assert len(bodies) >= 5 and leaked == [], leaked
+
+
+def test_flower_in_chromium_lists_every_worker_pool_flower_reports_online(alert_round):
+    """Each worker node (POOL@HOST) of the fleet shows on Flower's page; as many as its metric
+    counts online (the slow pools were stopped: Flower reports them offline)."""
+    page = alert_round["flower"]
+    nodes = [f"{pool}@{host}" for host in WORKER_HOSTS.values() for pool in ("default", "slow")]
+    shown = [name for name in nodes if name in page["dom"]]
+    assert shown == nodes, (page["dom"][:3000], page["errors"])
+    online = re.search(r"Online workers\D{0,300}?(\d+)", page["dom"], re.S)
+    assert online, page["dom"][:3000]
+    assert int(online.group(1)) == alert_round["workers_online_metric"] == len(WORKER_HOSTS)
+    assert page["screenshot_bytes"] > 10_000, page["errors"]
+
+
+def test_flower_through_the_front_door_is_read_only():
+    """Its API's worker shutdown, sent through the front door with the password, is refused."""
+    auth = f"monitor:{secrets()['monitoring_password']}"
+    path = f"{FLOWER}/api/worker/shutdown/default@{next(iter(WORKER_HOSTS.values()))}"
+    refused = front_door(path, auth, method="POST")["status"]
+    allowed = front_door(f"{FLOWER}/metrics", auth)["status"]
+    assert (refused, allowed) == (403, 200)
+
+
+def test_flower_needs_the_monitoring_password():
+    assert front_door(f"{FLOWER}/workers")["status"] == 401
+
+
+def test_flower_counts_the_tasks_that_ran_by_name_and_state(alert_round):
+    succeeded = value('sum(flower_events_total{task="demo.tasks.slow",type="task-succeeded"})')
+    failed = value('sum(flower_events_total{task="demo.tasks.add",type="task-failed"})')
+    assert succeeded >= QUEUED and failed >= FAILING_SECONDS // 2, (succeeded, failed)
