@@ -23,7 +23,18 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from fleet import BEAT_HOST, BROKER, EPHEMERAL, INVENTORY, NAME, WEB, WORKER_HOSTS, node, shell
+from fleet import (
+    BEAT_HOST,
+    BROKER,
+    EPHEMERAL,
+    INVENTORY,
+    NAME,
+    WEB,
+    WORKER_HOSTS,
+    node,
+    shell,
+    wait_until,
+)
 
 testinfra_hosts = [f"ansible://{WEB}"]
 
@@ -178,15 +189,6 @@ def send_failing(seconds: int) -> None:
     node(WEB).check_output(f"nohup {NAME}-manage shell -c {shlex.quote(code)} >/dev/null 2>&1 &")
 
 
-def wait(predicate, timeout: float, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
-
-
 @pytest.fixture(scope="module")
 def alert_round():
     """Cause every alert at once, measure, remove the causes; return what was seen."""
@@ -215,7 +217,7 @@ def alert_round():
         entries = received()
         return all(first(entries, name, "firing", began) for name in ALERTS)
 
-    wait(all_fired, FIRE_BOUND - (time.time() - began), 3)
+    wait_until(all_fired, FIRE_BOUND - (time.time() - began), 3)
     entries = received()
     seen["fired"] = {name: first(entries, name, "firing", began) for name in ALERTS}
     seen["fired_instances"] = {name: fired_instances(entries, name, began) for name in ALERTS}
@@ -240,7 +242,7 @@ def alert_round():
         entries = received()
         return all(first(entries, name, "resolved", fixed) for name in ALERTS)
 
-    wait(all_resolved, RESOLVE_BOUND + HELD_SECONDS, 3)
+    wait_until(all_resolved, RESOLVE_BOUND + HELD_SECONDS, 3)
     entries = received()
     seen["resolved"] = {name: first(entries, name, "resolved", fixed) for name in ALERTS}
     rows = ["| alert | fired after (s) | resolved after (s) |", "| --- | ---: | ---: |"]
@@ -327,7 +329,7 @@ def test_every_exporter_is_scraped_and_up():
         active = prometheus("targets?state=active")["activeTargets"]
         return active if active and all(t["health"] == "up" for t in active) else None
 
-    active = wait(targets, 60) or prometheus("targets?state=active")["activeTargets"]
+    active = wait_until(targets, 60) or prometheus("targets?state=active")["activeTargets"]
     health = {(t["labels"]["job"], t["labels"]["instance"]): t["health"] for t in active}
     jobs = sorted({job for job, _ in health})
     nodes = [instance for job, instance in health if job == "node"]
