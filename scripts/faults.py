@@ -395,6 +395,8 @@ class Suite:
         script = (
             f"{MANAGE} shell -c {shlex.quote(code)} > {out_file} 2>&1 & "
             f"for i in $(seq 300); do grep -q watching {out_file} && break; sleep 0.2; done; "
+            # Never start beat before the watcher counted: its first heartbeat would be missed.
+            f"grep -q watching {out_file} || {{ cat {out_file}; kill %1; exit 3; }}; "
             f"systemctl start {BEAT}; wait; cat {out_file}; rm -f {out_file}"
         )
         out = host.ok(script, timeout=limit + 180)

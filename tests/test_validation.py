@@ -37,6 +37,10 @@ CASES = {
         },
         r"django_celery_monitoring_failure_window at least two scrape intervals \(it is 20 s\)",
     ),
+    "monitoring_flower_without_beat": (
+        {"django_celery_monitoring_enabled": True, "django_celery_beat_enabled": False},
+        r"Flower \(django_celery_monitoring_flower_enabled\)\s+runs on the beat host",
+    ),
     "unknown_broker": (
         {"django_celery_broker": "kafka"},
         r"django_celery_broker.*must be one of: redis, rabbitmq, external.*kafka",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from fleet import (
+    BEAT_HOST,
     BROKER,
     INVENTORY,
     NAME,
@@ -28,11 +29,13 @@ testinfra_hosts = [f"ansible://{WEB}"]
 # The broker host's ports: Redis, PostgreSQL, and monitoring's node, Redis and PostgreSQL
 # exporters and Prometheus (the broker host is the monitoring host too).
 PORTS = (6379, 5432, 9100, 9121, 9187, 9090)
+# The beat host's: its node exporter and Flower.
+BEAT_HOST_PORTS = (9100, 5555)
 PORT_PROBE = """
 import socket
-for port in {ports!r}:
+for address, port in {targets!r}:
     try:
-        socket.create_connection(({address!r}, port), timeout=3).close()
+        socket.create_connection((address, port), timeout=3).close()
         print(port, 'open')
     except OSError:
         print(port, 'closed')
@@ -90,10 +93,14 @@ def test_database_checks_remote_clients_with_scram_only():
 
 
 def test_broker_database_and_monitoring_ports_are_closed_to_hosts_outside_the_fleet():
-    """A container on the same network that is not in the inventory cannot even connect,
+    """Redis, PostgreSQL, the exporters, Prometheus and Flower: a container on the same network
+    that is not in the inventory cannot even connect,
     while a fleet host connects to the same ports at the same time (so "closed" is the
     firewall, not a service that is down)."""
-    probe = PORT_PROBE.format(address=broker_address(), ports=PORTS)
+    beat_host = node(BEAT_HOST).check_output("hostname -I").split()[0]
+    targets = [(broker_address(), port) for port in PORTS]
+    targets += [(beat_host, port) for port in BEAT_HOST_PORTS]
+    probe = PORT_PROBE.format(targets=targets)
     inside = node("dc-cluster-worker2").check_output(f"python3 -c {shlex.quote(probe)}")
     outside = subprocess.run(
         [
@@ -114,8 +121,8 @@ def test_broker_database_and_monitoring_ports_are_closed_to_hosts_outside_the_fl
     )
     assert outside.returncode == 0, outside.stderr
     assert (inside.split(), outside.stdout.split()) == (
-        [word for port in PORTS for word in (str(port), "open")],
-        [word for port in PORTS for word in (str(port), "closed")],
+        [word for _, port in targets for word in (str(port), "open")],
+        [word for _, port in targets for word in (str(port), "closed")],
     )
 
 
