@@ -31,6 +31,7 @@ from fleet import (
     NAME,
     WEB,
     WORKER_HOSTS,
+    broker_address,
     node,
     shell,
     wait_until,
@@ -101,10 +102,8 @@ print(json.dumps({"status": response.status, "body": response.read().decode("utf
 
 
 def prometheus(path: str) -> dict:
-    broker = node(BROKER)
-    address = broker.check_output("hostname -I").split()[0]
-    url = f"http://{address}:{PROMETHEUS_PORT}/monitoring/api/v1/{path}"
-    out = broker.check_output(f"python3 -c {shlex.quote(PROMETHEUS_GET)} {shlex.quote(url)}")
+    url = f"http://{broker_address()}:{PROMETHEUS_PORT}/monitoring/api/v1/{path}"
+    out = node(BROKER).check_output(f"python3 -c {shlex.quote(PROMETHEUS_GET)} {shlex.quote(url)}")
     return json.loads(out)["data"]
 
 
@@ -322,14 +321,14 @@ def chromium(url: str, site: str, *options: str) -> subprocess.CompletedProcess:
     return done
 
 
-def console_page() -> dict:
-    """The console page as Chromium renders it, with basic auth, and a screenshot of it in the
-    scenario's ephemeral directory (monitoring-console.png)."""
+def page_in_chromium(path: str, screenshot_name: str, *options: str) -> dict:
+    """A page of the site as Chromium renders it, with basic auth, and a screenshot of it in the
+    scenario's ephemeral directory."""
     site = site_name()
-    url = f"https://monitor:{secrets()['monitoring_password']}@{site}{CONSOLE}"
-    screenshot = EPHEMERAL / "monitoring-console.png"
-    shot = chromium(url, site, f"--screenshot={screenshot}")
-    dom = chromium(url, site, "--dump-dom")
+    url = f"https://monitor:{secrets()['monitoring_password']}@{site}{path}"
+    screenshot = EPHEMERAL / screenshot_name
+    shot = chromium(url, site, f"--screenshot={screenshot}", *options)
+    dom = chromium(url, site, "--dump-dom", *options)
     return {
         "dom": dom.stdout,
         "errors": (shot.stderr + dom.stderr)[-2000:],
@@ -338,18 +337,13 @@ def console_page() -> dict:
     }
 
 
+def console_page() -> dict:
+    return page_in_chromium(CONSOLE, "monitoring-console.png")
+
+
 def flower_page() -> dict:
-    """Flower's workers page as Chromium renders it, with a screenshot (flower-workers.png)."""
-    site = site_name()
-    url = f"https://monitor:{secrets()['monitoring_password']}@{site}{FLOWER}/workers"
-    screenshot = EPHEMERAL / "flower-workers.png"
-    shot = chromium(url, site, f"--screenshot={screenshot}", "--virtual-time-budget=5000")
-    dom = chromium(url, site, "--dump-dom", "--virtual-time-budget=5000")
-    return {
-        "dom": dom.stdout,
-        "errors": (shot.stderr + dom.stderr)[-2000:],
-        "screenshot_bytes": screenshot.stat().st_size if screenshot.exists() else 0,
-    }
+    """Flower's workers page, which its script fills in (a virtual-time budget lets it run)."""
+    return page_in_chromium(f"{FLOWER}/workers", "flower-workers.png", "--virtual-time-budget=5000")
 
 
 def test_every_exporter_is_scraped_and_up():
