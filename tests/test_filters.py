@@ -198,8 +198,28 @@ def test_rabbitmq_shared_takes_the_longest_consumer_timeout_and_every_listener_o
     assert filters.rabbitmq_shared(needs) == {
         "consumer_timeout_ms": 7200000,
         "listeners": ["10.0.0.2:5672", "127.0.0.1:5672"],
+        "prometheus": "",
     }
     assert filters.rabbitmq_shared(list(reversed(needs))) == filters.rabbitmq_shared(needs)
+
+
+def test_rabbitmq_shared_gives_the_prometheus_address_any_project_monitors():
+    needs = [
+        {"consumer_timeout_ms": 1, "listeners": [], "prometheus": ""},
+        {"consumer_timeout_ms": 1, "listeners": [], "prometheus": "10.0.0.2"},
+        {"consumer_timeout_ms": 1, "listeners": []},
+        {"consumer_timeout_ms": 1, "listeners": [], "prometheus": "10.0.0.2"},
+    ]
+    assert filters.rabbitmq_shared(needs)["prometheus"] == "10.0.0.2"
+
+
+def test_rabbitmq_shared_refuses_two_prometheus_addresses_on_one_host():
+    needs = [
+        {"consumer_timeout_ms": 1, "listeners": [], "prometheus": "127.0.0.1"},
+        {"consumer_timeout_ms": 1, "listeners": [], "prometheus": "10.0.0.2"},
+    ]
+    with pytest.raises(ValueError, match=r"different addresses \(10.0.0.2, 127.0.0.1\)"):
+        filters.rabbitmq_shared(needs)
 
 
 def test_rabbitmq_shared_refuses_an_empty_list():
@@ -214,6 +234,14 @@ def test_rabbitmq_listeners_reads_the_tcp_listeners_of_a_config_file():
     )
     assert filters.rabbitmq_listeners(conf) == ["127.0.0.1:5672", "10.0.0.2:5672"]
     assert filters.rabbitmq_listeners("") == []
+
+
+def test_rabbitmq_listeners_include_the_prometheus_plugins_address():
+    conf = (
+        "listeners.tcp.1 = 127.0.0.1:5672\n"
+        "prometheus.tcp.ip = 10.0.0.2\nprometheus.tcp.port = 15692\n"
+    )
+    assert filters.rabbitmq_listeners(conf) == ["127.0.0.1:5672", "10.0.0.2"]
 
 
 def test_invalid_values_names_each_failing_variable_with_its_bad_values():
@@ -532,6 +560,21 @@ def test_scrape_targets_give_a_job_its_metrics_path_when_one_is_named():
     assert [(job["job_name"], job.get("metrics_path")) for job in jobs] == [
         ("node", None),
         ("flower", "/flower/metrics"),
+    ]
+
+
+def test_scrape_targets_give_a_job_its_url_parameters_when_some_are_named():
+    jobs = filters.scrape_targets(
+        {"node": ["lab"], "rabbitmq": ["lab"]},
+        {"lab": {}},
+        False,
+        {**PORTS, "rabbitmq": 15692},
+        {"rabbitmq": "/metrics/detailed"},
+        {"rabbitmq": {"vhost": ["/app"], "family": ["queue_coarse_metrics"]}},
+    )
+    assert [job.get("params") for job in jobs] == [
+        None,
+        {"vhost": ["/app"], "family": ["queue_coarse_metrics"]},
     ]
 
 

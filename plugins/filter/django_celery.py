@@ -184,22 +184,34 @@ def missing_archives(targets: Iterable[Mapping], directory: str) -> list[str]:
 
 def rabbitmq_shared(needs: Iterable[Mapping]) -> dict:
     """What one RabbitMQ server must give every project on its host, from what each project
-    needs ({consumer_timeout_ms, listeners}): the longest consumer timeout (a shorter one would
-    close the channel of another project's long task) and every listener, each once, sorted."""
+    needs ({consumer_timeout_ms, listeners, prometheus}): the longest consumer timeout (a shorter
+    one would close the channel of another project's long task), every listener, each once,
+    sorted, and the address of the Prometheus plugin's listener if any project monitors it (''
+    if none does; it has one address, so two projects that want two differ and are refused)."""
     needs = list(needs)
     if not needs:
         raise ValueError("no project's needs to merge: this project's own must be among them")
     # Sorted: the same projects give the same file whichever of them runs.
     listeners = sorted({str(listener) for need in needs for listener in need["listeners"]})
+    prometheus = sorted({str(need.get("prometheus") or "") for need in needs} - {""})
+    if len(prometheus) > 1:
+        raise ValueError(
+            "the projects on this RabbitMQ host want its Prometheus plugin on different addresses "
+            f"({', '.join(prometheus)}): it listens on one; monitor them from one fleet (the same "
+            "django_celery_private_address, or all single-host)"
+        )
     return {
         "consumer_timeout_ms": max(int(need["consumer_timeout_ms"]) for need in needs),
         "listeners": listeners,
+        "prometheus": prometheus[0] if prometheus else "",
     }
 
 
 def rabbitmq_listeners(conf: str) -> list[str]:
-    """The TCP listeners a rabbitmq.conf declares (listeners.tcp.N = ADDRESS:PORT), in order."""
-    return re.findall(r"^listeners\.tcp\.[^=\s]+\s*=\s*(\S+)\s*$", conf, re.M)
+    """The TCP listeners a rabbitmq.conf declares (listeners.tcp.N = ADDRESS:PORT, and the
+    Prometheus plugin's prometheus.tcp.ip = ADDRESS), in order."""
+    key = r"(?:listeners\.tcp\.[^=\s]+|prometheus\.tcp\.ip)"
+    return re.findall(rf"^{key}\s*=\s*(\S+)\s*$", conf, re.M)
 
 
 def invalid_values(checks: Mapping[str, Mapping]) -> list[str]:
@@ -390,11 +402,13 @@ def scrape_targets(
     multi_host: bool,
     ports: Mapping,
     paths: Mapping | None = None,
+    params: Mapping | None = None,
 ) -> list:
     """Prometheus scrape jobs for the fleet: {job: [hosts]} (node: every host, redis: the broker
     hosts, postgres: the database hosts, flower: the beat host) becomes one job each, a target per
     host at its private address (loopback on a single host) and the job's port (ports[job]),
-    labelled instance=<inventory name>; paths[job], if given, is the job's metrics path."""
+    labelled instance=<inventory name>; paths[job], if given, is the job's metrics path, and
+    params[job] its URL parameters ({name: [values]})."""
     jobs = []
     for job, hosts in roles.items():
         targets = []
@@ -403,10 +417,12 @@ def scrape_targets(
             targets.append({"targets": [f"{address}:{ports[job]}"], "labels": {"instance": host}})
         if targets:
             path = (paths or {}).get(job)
+            query = (params or {}).get(job)
             jobs.append(
                 {
                     "job_name": job,
                     **({"metrics_path": path} if path else {}),
+                    **({"params": query} if query else {}),
                     "static_configs": targets,
                 }
             )
