@@ -8,6 +8,7 @@ promtool comes from Debian's prometheus package (scripts/setup.sh puts it in .to
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -25,13 +26,19 @@ def render_rules(**overrides) -> str:
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     values = {key: value for key, value in defaults.items() if "monitoring" in key}
     values.update(
-        django_celery_name=NAME,
-        django_celery_visibility_timeout=defaults["django_celery_visibility_timeout"],
-        ansible_managed="Ansible managed",
-        **overrides,
+        {
+            "django_celery_name": NAME,
+            "django_celery_broker": "redis",
+            "django_celery_rabbitmq_vhost": NAME,
+            "_django_celery_fleet_queues": ["celery", "slow"],
+            "django_celery_visibility_timeout": defaults["django_celery_visibility_timeout"],
+            "ansible_managed": "Ansible managed",
+            **overrides,
+        }
     )
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined)
     environment.filters["to_json"] = json.dumps
+    environment.filters["regex_escape"] = re.escape
     template = (ROLE / "templates" / "monitoring" / "rules.yml.j2").read_text()
     return environment.from_string(template).render(**values)
 
@@ -45,6 +52,20 @@ def node_unit(unit: str, instance: str = "worker1") -> str:
 
 def script_value(key: str) -> str:
     return f'redis_script_values{{instance="broker", job="redis", key="{NAME}/{key}"}}'
+
+
+def heartbeat(instance: str) -> str:
+    return (
+        f'django_celery_beat_heartbeat_timestamp_seconds{{instance="{instance}", job="node", '
+        f'project="{NAME}"}}'
+    )
+
+
+def rabbitmq_queue(figure: str, queue: str, vhost: str = NAME) -> str:
+    return (
+        f'rabbitmq_detailed_queue_messages_{figure}{{instance="broker", job="rabbitmq", '
+        f'queue="{queue}", vhost="{vhost}"}}'
+    )
 
 
 def filesystem(figure: str, fstype: str, mountpoint: str) -> str:
@@ -168,31 +189,53 @@ CASES = {
             alert("CeleryTasksUnackedTooLong", "45s"),
         ],
     ),
-    "a heartbeat older than three intervals fires CeleryBeatStale after a minute": (
-        {script_value("beat/heartbeat_age_seconds"): "5 100 190+15x8"},
+    # The heartbeat files' timestamps (node exporter's textfile collector; promtool's clock
+    # starts at 0): the newest of the hosts' counts, and a host where it never ran holds 0.
+    "the newest heartbeat older than three intervals fires CeleryBeatStale after a minute": (
+        {heartbeat("worker1"): "10x3 70x30", heartbeat("worker2"): "0x33"},
         [
-            alert("CeleryBeatStale", "1m15s"),
+            alert("CeleryBeatStale", "5m"),
             alert(
                 "CeleryBeatStale",
-                "1m30s",
+                "5m30s",
                 {
-                    "exp_labels": {**FIGURE, "severity": "critical"},
+                    "exp_labels": {"project": NAME, "severity": "critical"},
                     "exp_annotations": {
-                        "summary": "No beat heartbeat ran for 4m 10s (beat stopped, or nothing "
+                        "summary": "No beat heartbeat ran for 4m 20s (beat stopped, or nothing "
                         "consumes its queue)"
                     },
                 },
             ),
         ],
     ),
-    "no heartbeat ever (the key missing) fires CeleryBeatStale too": (
-        {script_value("beat/heartbeat_age_seconds"): "-1x8"},
+    "a fresh heartbeat on one host keeps CeleryBeatStale quiet, however old another's is": (
+        {heartbeat("worker1"): "0+15x30", heartbeat("worker2"): "5x30"},
+        [alert("CeleryBeatStale", "7m")],
+    ),
+    "no heartbeat ever (the role's file holds 0) fires CeleryBeatStale too": (
+        {heartbeat("worker1"): "0x8", heartbeat("worker2"): "0x8"},
         [
             alert(
                 "CeleryBeatStale",
                 "1m",
                 {
-                    "exp_labels": {**FIGURE, "severity": "critical"},
+                    "exp_labels": {"project": NAME, "severity": "critical"},
+                    "exp_annotations": {
+                        "summary": "No beat heartbeat has run yet (beat stopped, or nothing "
+                        "consumes its queue)"
+                    },
+                },
+            )
+        ],
+    ),
+    "no host exporting a heartbeat file fires CeleryBeatStale too": (
+        {node_unit(f"{NAME}-beat.service"): "1x8"},
+        [
+            alert(
+                "CeleryBeatStale",
+                "1m",
+                {
+                    "exp_labels": {"project": NAME, "severity": "critical"},
                     "exp_annotations": {
                         "summary": "No beat heartbeat has run yet (beat stopped, or nothing "
                         "consumes its queue)"
@@ -367,3 +410,131 @@ def test_the_queue_depth_recording_rule_names_the_queue_and_project(rules_file, 
         ],
     }
     promtool_test(tests, tmp_path)
+
+
+# RabbitMQ: the same django_celery_* figures, from its Prometheus plugin's per-queue series.
+@pytest.fixture(scope="module")
+def rabbitmq_rules_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("rules") / "rules.yml"
+    path.write_text(render_rules(django_celery_broker="rabbitmq"))
+    return path
+
+
+def test_the_rabbitmq_rules_pass_promtools_check(rabbitmq_rules_file):
+    result = subprocess.run(
+        [PROMTOOL, "check", "rules", rabbitmq_rules_file], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rabbitmq_queue_depth_counts_the_apps_queues_of_its_virtual_host_only(
+    rabbitmq_rules_file, tmp_path
+):
+    def expect(expr: str, labels: str, value: int) -> dict:
+        return {
+            "expr": expr,
+            "eval_time": "0s",
+            "exp_samples": [{"labels": f"{expr}{{{labels}}}", "value": value}],
+        }
+
+    series = {
+        rabbitmq_queue("ready", "celery"): "7",
+        rabbitmq_queue("ready", "slow"): "0",
+        rabbitmq_queue("ready", "celery", vhost="shop"): "50",  # another project's
+        rabbitmq_queue("ready", "celeryev.1234"): "9",  # not a queue of the pools
+        rabbitmq_queue("unacked", "celery"): "2",
+        rabbitmq_queue("unacked", "slow"): "1",
+        rabbitmq_queue("unacked", "celery", vhost="shop"): "30",
+    }
+    where = f'instance="broker", job="rabbitmq", project="{NAME}"'
+    tests = {
+        "rule_files": [str(rabbitmq_rules_file)],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": [{"series": s, "values": v} for s, v in series.items()],
+                "promql_expr_test": [
+                    {
+                        "expr": "django_celery_queue_depth",
+                        "eval_time": "0s",
+                        "exp_samples": [
+                            {
+                                "labels": f'django_celery_queue_depth{{{where}, queue="celery"}}',
+                                "value": 7,
+                            },
+                            {
+                                "labels": f'django_celery_queue_depth{{{where}, queue="slow"}}',
+                                "value": 0,
+                            },
+                        ],
+                    },
+                    expect("django_celery_unacked_tasks", where, 3),
+                ],
+            }
+        ],
+    }
+    promtool_test(tests, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("series", "expected"),
+    [
+        pytest.param(
+            {rabbitmq_queue("ready", "celery"): "0 0 150x10"},
+            alert(
+                "CeleryQueueDeep",
+                "2m",
+                {
+                    "exp_labels": {
+                        "instance": "broker",
+                        "job": "rabbitmq",
+                        "queue": "celery",
+                        "project": NAME,
+                        "severity": "warning",
+                    },
+                    "exp_annotations": {"summary": "Queue celery holds 150 messages"},
+                },
+            ),
+            id="a deep RabbitMQ queue fires CeleryQueueDeep",
+        ),
+        pytest.param(
+            {'up{instance="broker", job="rabbitmq"}': "1 0x8"},
+            alert(
+                "CeleryBrokerDown",
+                "1m15s",
+                {
+                    "exp_labels": {"instance": "broker", "job": "rabbitmq", "severity": "critical"},
+                    "exp_annotations": {"summary": "RabbitMQ on broker does not answer"},
+                },
+            ),
+            id="RabbitMQ's plugin not answering fires CeleryBrokerDown",
+        ),
+    ],
+)
+def test_rabbitmq_alert_rule(series, expected, rabbitmq_rules_file, tmp_path):
+    tests = {
+        "rule_files": [str(rabbitmq_rules_file)],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": [{"series": s, "values": v} for s, v in series.items()],
+                "alert_rule_test": [expected],
+            }
+        ],
+    }
+    promtool_test(tests, tmp_path)
+
+
+def test_rabbitmq_rules_have_no_unacked_age_alert_since_rabbitmq_keeps_no_delivery_time(
+    rabbitmq_rules_file,
+):
+    names = [
+        rule.get("alert") or rule.get("record")
+        for group in yaml.safe_load(rabbitmq_rules_file.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+    assert "CeleryTasksUnackedTooLong" not in names
+    assert "django_celery_unacked_oldest_age_seconds" not in names
+    assert {"CeleryQueueDeep", "CeleryBeatStale", "CeleryBrokerDown"} <= set(names)

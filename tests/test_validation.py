@@ -18,9 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK = ROOT / "tests" / "validation" / "playbook.yml"
 
 CASES = {
-    "monitoring_with_rabbitmq": (
-        {"django_celery_monitoring_enabled": True, "django_celery_broker": "rabbitmq"},
-        r"monitoring covers the Redis broker only for now \(django_celery_broker is rabbitmq\)",
+    "monitoring_with_an_external_broker": (
+        {
+            "django_celery_monitoring_enabled": True,
+            "django_celery_broker": "external",
+            "django_celery_broker_url": "amqp://app:secret@broker.example:5672/app",
+        },
+        r"monitoring covers the role's own broker, Redis or RabbitMQ \(django_celery_broker is "
+        r"external\)",
     ),
     "monitoring_unacked_ratio_above_one": (
         {

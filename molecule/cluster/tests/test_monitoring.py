@@ -440,6 +440,17 @@ def test_no_exporter_exposes_a_secret():
     assert len(bodies) >= 5 and leaked == [], leaked
 
 
+def test_the_redis_exporters_user_can_read_no_key():
+    """The exporter's ACL user reads lengths and delivery tags, never a value: GET of a task
+    result is refused (the beat heartbeat lives in node exporter's textfile, not in Redis)."""
+    result = node(BROKER).run(
+        "set -a; . /etc/default/prometheus-redis-exporter; "
+        'redis-cli --no-auth-warning --user "$REDIS_USER" --pass "$REDIS_PASSWORD" '
+        '-p "${REDIS_ADDR##*:}" GET celery-task-meta-any'
+    )
+    assert "NOPERM" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
 def test_flower_in_chromium_lists_every_worker_pool_flower_reports_online(alert_round):
     """Each worker node (POOL@HOST) of the fleet shows on Flower's page; as many as its metric
     counts online (the slow pools were stopped: Flower reports them offline)."""
