@@ -25,6 +25,16 @@ def test_every_unit_of_the_role_scores_at_most_2_in_systemd_analyze_security(hos
     assert max(scores.values()) <= MAX_EXPOSURE, scores
 
 
+def test_every_unit_of_the_role_runs_with_umask_0027(host):
+    """systemd skips a directive it cannot parse and starts the unit anyway (a comment glued to
+    the end of UMask= once left the workers at 0022): files a service writes stay its own."""
+    masks = {
+        unit: run_ok(host, "systemctl", "show", "-p", "UMask", "--value", unit).strip()
+        for unit in UNITS
+    }
+    assert set(masks.values()) == {"0027"}, masks
+
+
 def test_worker_refuses_a_pickle_payload(host):
     """Celery accepts JSON only: a pickled task is refused by the worker, never run."""
     since = run_ok(host, "date", "+%Y-%m-%d %H:%M:%S").strip()
