@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -588,6 +589,23 @@ def test_fleet_queues_lists_every_pools_queue_once_and_celery_for_a_pool_without
     assert filters.fleet_queues(["w1", "w2"], hostvars) == ["celery", "slow", "mail"]
 
 
+def test_fleet_queues_prefer_what_each_host_recorded_for_the_project():
+    """hostvars hold neither role defaults nor play vars: a host of the run records its own
+    project's queues, one entry per project; the other hosts fall back to the inventory."""
+    hostvars = {
+        "w1": {
+            "django_celery_worker_pools": [{"name": "inventory", "queues": ["inventory"]}],
+            "_django_celery_queues": {"app": ["celery", "slow"], "shop": ["shop"]},
+        },
+        "w2": {"_django_celery_queues": {"app": []}},
+        "w3": {},
+    }
+    assert filters.fleet_queues(["w1", "w2"], hostvars, "app") == ["celery", "slow"]
+    assert filters.fleet_queues(["w1"], hostvars, "shop") == ["shop"]
+    assert filters.fleet_queues(["w1"], hostvars, "other") == ["inventory"]
+    assert filters.fleet_queues(["w3"], hostvars, "app") == ["celery"]
+
+
 def test_htpasswd_ssha_is_a_salted_sha1_nginx_can_check():
     line = filters.htpasswd_ssha("monitor", "pä$s w#rd", "0123456789abcdef")
     user, scheme_and_hash = line.split(":", 1)
@@ -596,3 +614,69 @@ def test_htpasswd_ssha_is_a_salted_sha1_nginx_can_check():
     assert raw[20:] == b"0123456789abcdef"
     assert raw[:20] == hashlib.sha1("pä$s w#rd".encode() + raw[20:]).digest()
     assert filters.htpasswd_ssha("monitor", "other", "0123456789abcdef") != line
+
+
+def celery_queues_as_declared(*names: str) -> dict:
+    """The queues a worker of the deploy settings' quorum mode declares (`-Q NAME,...`): kombu's
+    own Queue objects, from a Celery app with those settings."""
+    from celery import Celery
+
+    app = Celery(set_as_current=False)
+    app.conf.update(
+        task_default_queue_type="quorum",
+        task_create_missing_queue_type="quorum",
+        task_default_exchange_type="topic",
+        task_create_missing_queue_exchange_type="topic",
+    )
+    queues = app.amqp.queues
+    return {name: queues[name] for name in names}
+
+
+def test_quorum_definitions_declare_each_queue_as_celery_itself_declares_it():
+    """A worker redeclares its queues at start: anything but the same type, arguments, exchange
+    and binding and RabbitMQ refuses it (PRECONDITION_FAILED, inequivalent arg)."""
+    definitions = filters.rabbitmq_quorum_definitions(["celery", "slow"], "app")
+    queues = {q["name"]: q for q in definitions["queues"]}
+    exchanges = {e["name"]: e for e in definitions["exchanges"]}
+    bindings = {(b["source"], b["destination"]): b for b in definitions["bindings"]}
+    for name, queue in celery_queues_as_declared("celery", "slow").items():
+        assert queues[name]["arguments"] == queue.queue_arguments
+        assert queues[name]["durable"] is queue.durable and queues[name]["auto_delete"] is False
+        assert exchanges[queue.exchange.name]["type"] == queue.exchange.type
+        assert exchanges[queue.exchange.name]["durable"] is queue.exchange.durable
+        assert bindings[(queue.exchange.name, name)]["routing_key"] == queue.routing_key
+        assert queues[name]["vhost"] == "app"
+
+
+def test_quorum_definitions_give_the_dead_letter_queue_a_fanout_exchange():
+    definitions = filters.rabbitmq_quorum_definitions(["celery"], "app")
+    exchanges = {e["name"]: e["type"] for e in definitions["exchanges"]}
+    queues = {q["name"]: q["arguments"] for q in definitions["queues"]}
+    assert exchanges == {"celery": "topic", "dead_letter": "fanout"}
+    assert queues["dead_letter"] == {"x-queue-type": "quorum"}
+
+
+@pytest.mark.parametrize(
+    ("queues", "message"),
+    [([], "no queue to declare"), (["celery", "dead_letter"], "the name of the dead-letter queue")],
+)
+def test_quorum_definitions_refuse_what_cannot_work(queues, message):
+    with pytest.raises(ValueError, match=message):
+        filters.rabbitmq_quorum_definitions(queues, "app")
+
+
+def test_queue_type_conflicts_name_the_fleets_queues_of_the_other_type_only():
+    listed = json.dumps(
+        [
+            {"name": "celery", "type": "classic"},
+            {"name": "slow", "type": "quorum"},
+            {"name": "celeryev.1234", "type": "classic"},
+        ]
+    )
+    assert filters.rabbitmq_queue_type_conflicts(listed, ["celery", "slow"], "quorum") == [
+        "celery (classic)"
+    ]
+    assert filters.rabbitmq_queue_type_conflicts(listed, ["celery", "slow"], "classic") == [
+        "slow (quorum)"
+    ]
+    assert filters.rabbitmq_queue_type_conflicts("", ["celery"], "quorum") == []

@@ -46,6 +46,23 @@ CASES = {
         {"django_celery_monitoring_enabled": True, "django_celery_beat_enabled": False},
         r"Flower \(django_celery_monitoring_flower_enabled\)\s+runs on the beat host",
     ),
+    "rabbitmq_queue_type_unknown": (
+        {"django_celery_broker": "rabbitmq", "django_celery_rabbitmq_queue_type": "stream"},
+        r"django_celery_rabbitmq_queue_type.*must be one of: classic, quorum.*stream",
+    ),
+    "rabbitmq_delivery_limit_zero": (
+        {"django_celery_broker": "rabbitmq", "django_celery_rabbitmq_delivery_limit": 0},
+        r"django_celery_rabbitmq_delivery_limit 1 or more \(it is 0\)",
+    ),
+    "rabbitmq_pool_consuming_the_dead_letter_queue": (
+        {
+            "django_celery_broker": "rabbitmq",
+            "django_celery_worker_pools": [
+                {"name": "default", "queues": ["celery", "dead_letter"]}
+            ],
+        },
+        r"no\s+pool may consume the queue dead_letter",
+    ),
     "unknown_broker": (
         {"django_celery_broker": "kafka"},
         r"django_celery_broker.*must be one of: redis, rabbitmq, external.*kafka",

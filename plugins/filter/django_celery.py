@@ -214,6 +214,74 @@ def rabbitmq_listeners(conf: str) -> list[str]:
     return re.findall(rf"^{key}\s*=\s*(\S+)\s*$", conf, re.M)
 
 
+DEAD_LETTER = "dead_letter"
+
+
+def rabbitmq_quorum_definitions(queues: Iterable[str], vhost: str) -> dict:
+    """RabbitMQ definitions (rabbitmqctl import_definitions) of a project's quorum queues: each
+    queue as Celery declares it with task_default_queue_type / task_create_missing_queue_type
+    "quorum" and topic exchanges (durable, x-queue-type quorum, a topic exchange of the queue's
+    name bound with the queue's name; anything else and a worker's own declaration is refused as
+    inequivalent), and the dead_letter queue with its fanout exchange. The policy that limits
+    deliveries is set apart (community.rabbitmq.rabbitmq_policy compares it with the live one)."""
+    queues = list(queues)
+    if not queues:
+        raise ValueError("no queue to declare: the fleet's pools consume none")
+    if DEAD_LETTER in queues:
+        raise ValueError(
+            f"a pool consumes the queue {DEAD_LETTER!r}, the name of the dead-letter queue"
+        )
+    declared = [*queues, DEAD_LETTER]
+    return {
+        "queues": [
+            {
+                "name": queue,
+                "vhost": vhost,
+                "durable": True,
+                "auto_delete": False,
+                "arguments": {"x-queue-type": "quorum"},
+            }
+            for queue in declared
+        ],
+        "exchanges": [
+            {
+                "name": queue,
+                "vhost": vhost,
+                "type": "fanout" if queue == DEAD_LETTER else "topic",
+                "durable": True,
+                "auto_delete": False,
+                "internal": False,
+                "arguments": {},
+            }
+            for queue in declared
+        ],
+        "bindings": [
+            {
+                "source": queue,
+                "vhost": vhost,
+                "destination": queue,
+                "destination_type": "queue",
+                "routing_key": queue,
+                "arguments": {},
+            }
+            for queue in declared
+        ],
+    }
+
+
+def rabbitmq_queue_type_conflicts(listed: str, queues: Iterable[str], wanted: str) -> list[str]:
+    """The queues of `rabbitmqctl list_queues name type --formatter json` output that exist with
+    another type than wanted (classic or quorum), as "NAME (TYPE)"; RabbitMQ refuses to declare a
+    queue again with another type, and a worker would fail at start."""
+    names = set(queues)
+    found = json.loads(listed) if listed.strip() else []
+    return [
+        f"{q['name']} ({q['type']})"
+        for q in found
+        if q["name"] in names and wanted not in str(q["type"])
+    ]
+
+
 def invalid_values(checks: Mapping[str, Mapping]) -> list[str]:
     """The values that would break the unit, configuration file, URL or command they end up in.
 
@@ -429,14 +497,31 @@ def scrape_targets(
     return jobs
 
 
-def fleet_queues(hosts: Iterable[str], hostvars: Mapping) -> list[str]:
-    """Every queue a worker pool of the fleet consumes, each once, in the order first seen."""
+def pool_queues(worker_pools: Iterable[Mapping]) -> list[str]:
+    """The queues a host's worker pools consume, each once, in order (a pool without queues
+    consumes Celery's own, celery)."""
+    queues: list[str] = []
+    for pool in worker_pools:
+        for queue in pool.get("queues") or ["celery"]:
+            if queue not in queues:
+                queues.append(queue)
+    return queues
+
+
+def fleet_queues(hosts: Iterable[str], hostvars: Mapping, project: str = "") -> list[str]:
+    """Every queue a worker pool of the fleet consumes, each once, in the order first seen. A
+    host of this run has recorded its project's queues (_django_celery_queues, validate.yml:
+    hostvars hold neither role defaults nor play vars); for any other host the inventory's
+    django_celery_worker_pools, or the role's default pool (the queue celery)."""
     queues: list[str] = []
     for host in hosts:
-        for pool in hostvars[host].get("django_celery_worker_pools") or []:
-            for queue in pool.get("queues") or ["celery"]:
-                if queue not in queues:
-                    queues.append(queue)
+        host_vars = hostvars[host]
+        recorded = (host_vars.get("_django_celery_queues") or {}).get(project)
+        if recorded is None:
+            recorded = pool_queues(host_vars.get("django_celery_worker_pools") or [{}])
+        for queue in recorded:
+            if queue not in queues:
+                queues.append(queue)
     return queues
 
 
@@ -471,12 +556,15 @@ class FilterModule:
             "django_celery_pools": pools,
             "django_celery_rabbitmq_listeners": rabbitmq_listeners,
             "django_celery_rabbitmq_shared": rabbitmq_shared,
+            "django_celery_rabbitmq_quorum_definitions": rabbitmq_quorum_definitions,
+            "django_celery_rabbitmq_queue_type_conflicts": rabbitmq_queue_type_conflicts,
             "django_celery_silent_nodes": silent_nodes,
             "django_celery_unit_states": unit_states,
             "django_celery_handlers_for": handlers_for,
             "django_celery_worker_nodes": worker_nodes,
             "django_celery_scrape_targets": scrape_targets,
             "django_celery_fleet_queues": fleet_queues,
+            "django_celery_pool_queues": pool_queues,
             "django_celery_private_address": private_address,
             "django_celery_htpasswd_ssha": htpasswd_ssha,
         }

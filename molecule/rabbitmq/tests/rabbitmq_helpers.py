@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from conftest import NAME, configuration_checksums, unit_states
+
 VENV_PYTHON = "/srv/djangoapp/current/venv/bin/python"
 ENV_FILE = "/etc/djangoapp/djangoapp.env"
 RABBIT = "rabbitmq-server.service"
@@ -77,3 +79,13 @@ def ansible_value(expression: str, *extra_vars: str):
     assert len(hosts) == 1, hosts
     msg = next(iter(hosts.values()))["msg"]
     return json.loads(msg) if isinstance(msg, str) else msg
+
+
+def host_state(host) -> dict:
+    """What a refused run must leave as it was: the project's configuration files, its current
+    release and the states of its units."""
+    return {
+        "files": configuration_checksums(host, f"/etc/{NAME}"),
+        "current": host.file(f"/srv/{NAME}/current").linked_to,
+        "units": unit_states(host, f"{NAME}-*.service"),
+    }

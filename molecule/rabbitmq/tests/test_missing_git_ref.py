@@ -5,23 +5,10 @@ goes through)."""
 import json
 
 import pytest
-from conftest import (
-    NAME,
-    add_on_the_host,
-    ansible_playbook,
-    configuration_checksums,
-    unit_states,
-)
+from conftest import add_on_the_host, ansible_playbook
+from rabbitmq_helpers import host_state
 
 MISSING_REF = "no-such-ref-anywhere"
-
-
-def host_state(host) -> dict:
-    return {
-        "files": configuration_checksums(host, f"/etc/{NAME}"),
-        "current": host.file(f"/srv/{NAME}/current").linked_to,
-        "units": unit_states(host, f"{NAME}-*.service"),
-    }
 
 
 @pytest.fixture(scope="module")

@@ -210,9 +210,12 @@ def test_the_beat_heartbeat_reaches_prometheus_through_the_textfile_collector(ho
     assert age is not False and 0 <= age < STALE_AFTER
 
 
-def test_the_heartbeat_file_is_writable_by_the_app_alone(host):
-    file = host.file(f"/var/lib/prometheus/node-exporter/django_celery-{NAME}-heartbeat.prom")
-    assert (file.user, file.group, oct(file.mode)) == (NAME, NAME, "0o644")
+def test_the_workers_write_the_heartbeat_file_and_no_other_user_can(host):
+    path = f"/var/lib/prometheus/node-exporter/django_celery-{NAME}-heartbeat.prom"
+    stamp = float(host.file(path).content_string.split()[-1])
+    assert stamp > time.time() - 3 * STALE_AFTER, "no worker wrote a heartbeat lately"
+    assert host.run(f"runuser -u nobody -- sh -c ': >> {path}'").rc != 0
+    assert (host.file(path).user, oct(host.file(path).mode)) == (NAME, "0o644")
 
 
 def test_queue_depth_metric_equals_what_rabbitmq_reports(alert_round):
