@@ -90,6 +90,18 @@ POOL = {"instance": "worker1", "job": "node", "pool": "slow", "project": NAME}
 QUEUE = {"instance": "broker", "job": "redis", "queue": "celery", "project": NAME}
 FIGURE = {"instance": "broker", "job": "redis", "project": NAME}
 
+# CeleryBeatStale when no heartbeat ever ran (or no host exports one): -1 from the start.
+NEVER_RAN = alert(
+    "CeleryBeatStale",
+    "1m",
+    {
+        "exp_labels": {"project": NAME, "severity": "critical"},
+        "exp_annotations": {
+            "summary": "No beat heartbeat has run yet (beat stopped, or nothing consumes its queue)"
+        },
+    },
+)
+
 # Each case: input series (one sample every 15 s, the default interval) and what is expected
 # at given times. The defaults: "for" 60 s, 100 messages, a backlog of 600 s, 0.8 of a
 # visibility timeout of 3600 s (2880 s), a heartbeat every 60 s and stale after 3, 10 % free.
@@ -214,35 +226,11 @@ CASES = {
     ),
     "no heartbeat ever (the role's file holds 0) fires CeleryBeatStale too": (
         {heartbeat("worker1"): "0x8", heartbeat("worker2"): "0x8"},
-        [
-            alert(
-                "CeleryBeatStale",
-                "1m",
-                {
-                    "exp_labels": {"project": NAME, "severity": "critical"},
-                    "exp_annotations": {
-                        "summary": "No beat heartbeat has run yet (beat stopped, or nothing "
-                        "consumes its queue)"
-                    },
-                },
-            )
-        ],
+        [NEVER_RAN],
     ),
     "no host exporting a heartbeat file fires CeleryBeatStale too": (
         {node_unit(f"{NAME}-beat.service"): "1x8"},
-        [
-            alert(
-                "CeleryBeatStale",
-                "1m",
-                {
-                    "exp_labels": {"project": NAME, "severity": "critical"},
-                    "exp_annotations": {
-                        "summary": "No beat heartbeat has run yet (beat stopped, or nothing "
-                        "consumes its queue)"
-                    },
-                },
-            )
-        ],
+        [NEVER_RAN],
     ),
     "beat's unit stopping fires CeleryBeatDown": (
         {node_unit(f"{NAME}-beat.service"): "1 0x8"},
@@ -320,8 +308,17 @@ CASES = {
 }
 
 
-def promtool_test(tests: dict, tmp_path: Path) -> None:
-    """Run promtool's unit tests (a test file's content) and fail with what it reported."""
+def promtool_test(rules: Path, series, tmp_path: Path, **checks) -> None:
+    """Run promtool's unit test of a rules file: the input series ({series: values}, or
+    promtool's own list), then the checks (alert_rule_test, promql_expr_test), one sample every
+    15 s; fail with what promtool reported."""
+    if isinstance(series, dict):
+        series = [{"series": name, "values": values} for name, values in series.items()]
+    tests = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "15s",
+        "tests": [{"interval": "15s", "input_series": series, **checks}],
+    }
     path = tmp_path / "test.yml"
     path.write_text(yaml.safe_dump(tests))
     result = subprocess.run([PROMTOOL, "test", "rules", path], capture_output=True, text=True)
@@ -345,71 +342,54 @@ def test_the_rendered_rules_pass_promtools_check(rules_file):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_alert_rule(case, rules_file, tmp_path):
     series, expectations = CASES[case]
-    tests = {
-        "rule_files": [str(rules_file)],
-        "evaluation_interval": "15s",
-        "tests": [
-            {
-                "interval": "15s",
-                "input_series": [{"series": s, "values": v} for s, v in series.items()],
-                "alert_rule_test": expectations,
-            }
-        ],
-    }
-    promtool_test(tests, tmp_path)
+    promtool_test(rules_file, series, alert_rule_test=expectations, tmp_path=tmp_path)
 
 
 def test_the_queue_depth_recording_rule_names_the_queue_and_project(rules_file, tmp_path):
-    tests = {
-        "rule_files": [str(rules_file)],
-        "evaluation_interval": "15s",
-        "tests": [
-            {
-                "interval": "15s",
-                "input_series": [
-                    {"series": script_value("queue/slow/depth"), "values": "7"},
-                    {"series": script_value("unacked/count"), "values": "2"},
-                    {"series": node_unit(f"{NAME}-worker@slow.service"), "values": "1"},
-                ],
-                "promql_expr_test": [
-                    {
-                        "expr": "django_celery_queue_depth",
-                        "eval_time": "0s",
-                        "exp_samples": [
-                            {
-                                "labels": 'django_celery_queue_depth{instance="broker", '
-                                f'job="redis", project="{NAME}", queue="slow"}}',
-                                "value": 7,
-                            }
-                        ],
-                    },
-                    {
-                        "expr": "django_celery_unacked_tasks",
-                        "eval_time": "0s",
-                        "exp_samples": [
-                            {
-                                "labels": 'django_celery_unacked_tasks{instance="broker", '
-                                f'job="redis", project="{NAME}"}}',
-                                "value": 2,
-                            }
-                        ],
-                    },
-                    {
-                        "expr": "django_celery_pool_up",
-                        "eval_time": "0s",
-                        "exp_samples": [
-                            {
-                                "labels": 'django_celery_pool_up{instance="worker1", '
-                                f'job="node", pool="slow", project="{NAME}"}}',
-                                "value": 1,
-                            }
-                        ],
-                    },
-                ],
-            }
+    promtool_test(
+        rules_file,
+        [
+            {"series": script_value("queue/slow/depth"), "values": "7"},
+            {"series": script_value("unacked/count"), "values": "2"},
+            {"series": node_unit(f"{NAME}-worker@slow.service"), "values": "1"},
         ],
-    }
-    promtool_test(tests, tmp_path)
+        promql_expr_test=[
+            {
+                "expr": "django_celery_queue_depth",
+                "eval_time": "0s",
+                "exp_samples": [
+                    {
+                        "labels": 'django_celery_queue_depth{instance="broker", '
+                        f'job="redis", project="{NAME}", queue="slow"}}',
+                        "value": 7,
+                    }
+                ],
+            },
+            {
+                "expr": "django_celery_unacked_tasks",
+                "eval_time": "0s",
+                "exp_samples": [
+                    {
+                        "labels": 'django_celery_unacked_tasks{instance="broker", '
+                        f'job="redis", project="{NAME}"}}',
+                        "value": 2,
+                    }
+                ],
+            },
+            {
+                "expr": "django_celery_pool_up",
+                "eval_time": "0s",
+                "exp_samples": [
+                    {
+                        "labels": 'django_celery_pool_up{instance="worker1", '
+                        f'job="node", pool="slow", project="{NAME}"}}',
+                        "value": 1,
+                    }
+                ],
+            },
+        ],
+        tmp_path=tmp_path,
+    )
 
 
 # RabbitMQ: the same django_celery_* figures, from its Prometheus plugin's per-queue series.
@@ -447,34 +427,28 @@ def test_rabbitmq_queue_depth_counts_the_apps_queues_of_its_virtual_host_only(
         rabbitmq_queue("unacked", "celery", vhost="shop"): "30",
     }
     where = f'instance="broker", job="rabbitmq", project="{NAME}"'
-    tests = {
-        "rule_files": [str(rabbitmq_rules_file)],
-        "evaluation_interval": "15s",
-        "tests": [
+    promtool_test(
+        rabbitmq_rules_file,
+        series,
+        promql_expr_test=[
             {
-                "interval": "15s",
-                "input_series": [{"series": s, "values": v} for s, v in series.items()],
-                "promql_expr_test": [
+                "expr": "django_celery_queue_depth",
+                "eval_time": "0s",
+                "exp_samples": [
                     {
-                        "expr": "django_celery_queue_depth",
-                        "eval_time": "0s",
-                        "exp_samples": [
-                            {
-                                "labels": f'django_celery_queue_depth{{{where}, queue="celery"}}',
-                                "value": 7,
-                            },
-                            {
-                                "labels": f'django_celery_queue_depth{{{where}, queue="slow"}}',
-                                "value": 0,
-                            },
-                        ],
+                        "labels": f'django_celery_queue_depth{{{where}, queue="celery"}}',
+                        "value": 7,
                     },
-                    expect("django_celery_unacked_tasks", where, 3),
+                    {
+                        "labels": f'django_celery_queue_depth{{{where}, queue="slow"}}',
+                        "value": 0,
+                    },
                 ],
-            }
+            },
+            expect("django_celery_unacked_tasks", where, 3),
         ],
-    }
-    promtool_test(tests, tmp_path)
+        tmp_path=tmp_path,
+    )
 
 
 @pytest.mark.parametrize(
@@ -513,18 +487,7 @@ def test_rabbitmq_queue_depth_counts_the_apps_queues_of_its_virtual_host_only(
     ],
 )
 def test_rabbitmq_alert_rule(series, expected, rabbitmq_rules_file, tmp_path):
-    tests = {
-        "rule_files": [str(rabbitmq_rules_file)],
-        "evaluation_interval": "15s",
-        "tests": [
-            {
-                "interval": "15s",
-                "input_series": [{"series": s, "values": v} for s, v in series.items()],
-                "alert_rule_test": [expected],
-            }
-        ],
-    }
-    promtool_test(tests, tmp_path)
+    promtool_test(rabbitmq_rules_file, series, alert_rule_test=[expected], tmp_path=tmp_path)
 
 
 def test_rabbitmq_rules_have_no_unacked_age_alert_since_rabbitmq_keeps_no_delivery_time(
