@@ -680,3 +680,47 @@ def test_queue_type_conflicts_name_the_fleets_queues_of_the_other_type_only():
         "slow (quorum)"
     ]
     assert filters.rabbitmq_queue_type_conflicts("", ["celery"], "quorum") == []
+
+
+def test_rabbitmq_nodes_are_named_after_each_hosts_short_name_with_its_private_address():
+    hostvars = {
+        "b1": {"ansible_facts": {"hostname": "b1", "default_ipv4": {"address": "10.0.0.2"}}},
+        "b2.example": {
+            "ansible_facts": {"hostname": "b2", "default_ipv4": {"address": "10.0.0.3"}}
+        },
+        "b3": {"django_celery_private_address": "192.168.0.9", "ansible_facts": {"hostname": "b3"}},
+    }
+    assert filters.rabbitmq_nodes(["b1", "b2.example", "b3"], hostvars) == [
+        {"host": "b1", "hostname": "b1", "node": "rabbit@b1", "address": "10.0.0.2"},
+        {"host": "b2.example", "hostname": "b2", "node": "rabbit@b2", "address": "10.0.0.3"},
+        {"host": "b3", "hostname": "b3", "node": "rabbit@b3", "address": "192.168.0.9"},
+    ]
+
+
+def test_rabbitmq_nodes_refuse_two_hosts_with_one_short_name():
+    hostvars = {
+        "a.one": {"ansible_facts": {"hostname": "node", "default_ipv4": {"address": "10.0.0.2"}}},
+        "a.two": {"ansible_facts": {"hostname": "node", "default_ipv4": {"address": "10.0.0.3"}}},
+    }
+    with pytest.raises(AnsibleFilterError, match=r"share a short host name \(node\)"):
+        filters.rabbitmq_nodes(["a.one", "a.two"], hostvars)
+
+
+def test_broker_addresses_start_with_the_broker_host_itself_then_the_others_in_order():
+    members = ["broker", "web", "worker2"]
+    assert filters.broker_addresses(members, HOSTVARS, "web") == [
+        "10.0.0.3",
+        "10.0.0.5",
+        "10.0.0.2",
+    ]
+
+
+def test_broker_addresses_of_other_hosts_hold_every_node_once_and_spread_their_first():
+    members = ["broker", "web", "worker2"]
+    firsts = set()
+    for host in (f"app{index}" for index in range(12)):
+        addresses = filters.broker_addresses(members, HOSTVARS, host)
+        assert sorted(addresses) == ["10.0.0.2", "10.0.0.3", "10.0.0.5"]
+        assert addresses == filters.broker_addresses(members, HOSTVARS, host)
+        firsts.add(addresses[0])
+    assert len(firsts) > 1

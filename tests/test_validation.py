@@ -24,8 +24,8 @@ CASES = {
             "django_celery_broker": "external",
             "django_celery_broker_url": "amqp://app:secret@broker.example:5672/app",
         },
-        r"monitoring covers the role's own broker, Redis or RabbitMQ \(django_celery_broker is "
-        r"external\)",
+        r"monitoring covers the role's own broker, Redis or a single-host RabbitMQ\s+"
+        r"\(django_celery_broker is external, on 0 hosts",
     ),
     "monitoring_unacked_ratio_above_one": (
         {
@@ -339,6 +339,15 @@ def unreachable_host(**host_vars) -> dict:
     }
 
 
+def fleet_hosts(*names: str) -> dict:
+    """Unreachable hosts with private addresses: the broker and database addresses resolve
+    without facts."""
+    return {
+        name: unreachable_host(django_celery_private_address=f"10.0.0.{index + 2}")
+        for index, name in enumerate(names)
+    }
+
+
 def assert_failed_in_validation(result: subprocess.CompletedProcess, message: str) -> None:
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-2000:]
@@ -364,16 +373,51 @@ def test_two_beat_hosts_in_one_play_fail_before_any_change_naming_both(tmp_path)
     )
 
 
-def test_two_hosts_in_the_beat_group_fail_before_any_change(tmp_path):
+def test_two_hosts_in_the_beat_group_without_the_beat_lock_fail_before_any_change(tmp_path):
     hosts = {name: unreachable_host() for name in ("w1", "w2", "web")}
     groups = {
         "django_celery_workers": ["w1", "w2"],
         "django_celery_web": ["web"],
         "django_celery_beat": ["w1", "w2"],
     }
-    result = run_role(tmp_path, {}, hosts, groups)
+    result = run_role(tmp_path, {"django_celery_beat_lock": False}, hosts, groups)
     assert_failed_in_validation(
         result, r"2 hosts would run Celery beat \(w1, w2\).*inventory group django_celery_beat"
+    )
+
+
+def test_two_beat_hosts_without_postgresql_fail_before_any_change_naming_the_beat_lock(tmp_path):
+    """Two hosts in the beat group turn the beat lock on, which needs PostgreSQL (SQLite here)."""
+    hosts = fleet_hosts("w1", "w2", "web")
+    groups = {
+        "django_celery_workers": ["w1", "w2"],
+        "django_celery_web": ["web"],
+        "django_celery_beat": ["w1", "w2"],
+        "django_celery_broker": ["web"],
+    }
+    result = run_role(tmp_path, {}, hosts, groups)
+    assert_failed_in_validation(
+        result, r"django_celery_beat_lock \(beat on several hosts.*needs PostgreSQL"
+    )
+
+
+@pytest.mark.parametrize(
+    ("broker", "count"), [("rabbitmq", 2), ("rabbitmq", 4), ("redis", 3)], ids=str
+)
+def test_a_broker_group_that_is_no_cluster_fails_before_any_change(tmp_path, broker, count):
+    """RabbitMQ runs on one host or an odd number of three or more; Redis on one host."""
+    brokers = [f"b{index}" for index in range(count)]
+    hosts = fleet_hosts("w1", "web", *brokers)
+    groups = {
+        "django_celery_workers": ["w1"],
+        "django_celery_web": ["web"],
+        "django_celery_beat": ["w1"],
+        "django_celery_broker": brokers,
+    }
+    result = run_role(tmp_path, {"django_celery_broker": broker}, hosts, groups)
+    assert_failed_in_validation(
+        result,
+        rf"django_celery_broker_group; it has\s+{count}\), or, with django_celery_broker: rabbitmq",
     )
 
 
@@ -407,3 +451,19 @@ def test_a_fleet_without_a_broker_host_fails_before_any_change(tmp_path):
     assert_failed_in_validation(
         result, r"needs exactly one host in\s+django_celery_broker \(django_celery_broker_group"
     )
+
+
+def test_three_rabbitmq_hosts_and_two_beat_hosts_on_postgresql_pass_validation(tmp_path):
+    """The control case of the two above: a cluster of three and a beat standby get past
+    validation to the hosts."""
+    hosts = fleet_hosts("w1", "w2", "b1", "b2", "b3", "db")
+    groups = {
+        "django_celery_workers": ["w1", "w2"],
+        "django_celery_beat": ["w1", "w2"],
+        "django_celery_broker": ["b1", "b2", "b3"],
+        "django_celery_database": ["db"],
+    }
+    result = run_role(tmp_path, {"django_celery_broker": "rabbitmq"}, hosts, groups)
+    output = result.stdout + result.stderr
+    assert "Check the number of releases kept" in output, output[-3000:]
+    assert re.search(r"unreachable=1", output), output[-2000:]

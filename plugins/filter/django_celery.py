@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import tomllib
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
@@ -212,6 +213,50 @@ def rabbitmq_listeners(conf: str) -> list[str]:
     Prometheus plugin's prometheus.tcp.ip = ADDRESS), in order."""
     key = r"(?:listeners\.tcp\.[^=\s]+|prometheus\.tcp\.ip)"
     return re.findall(rf"^{key}\s*=\s*(\S+)\s*$", conf, re.M)
+
+
+def rabbitmq_nodes(hosts: Iterable[str], hostvars: Mapping) -> list[dict]:
+    """The RabbitMQ cluster of a broker group, in inventory order: each host's node name
+    (rabbit@ its short host name, which every node must resolve: tasks/broker_rabbitmq.yml
+    writes them into /etc/hosts) and private address. Two hosts with one short name are refused:
+    their nodes would have one name."""
+    nodes = []
+    for host in hosts:
+        host_vars = hostvars[host]
+        facts = host_vars.get("ansible_facts") or {}
+        short = str(facts.get("hostname") or host).split(".")[0]
+        nodes.append(
+            {
+                "host": host,
+                "hostname": short,
+                "node": f"rabbit@{short}",
+                "address": private_address(host_vars),
+            }
+        )
+    names = [node["hostname"] for node in nodes]
+    if duplicates(names):
+        raise AnsibleFilterError(
+            f"broker hosts share a short host name ({', '.join(duplicates(names))}): RabbitMQ "
+            "names each node rabbit@<short host name>, so each broker host needs its own"
+        )
+    return nodes
+
+
+def broker_addresses(
+    members: Sequence[str], hostvars: Mapping, inventory_hostname: str
+) -> list[str]:
+    """The broker hosts' private addresses in the order this host tries them (kombu fails over
+    from one to the next): a broker host starts with itself, any other host at a place of its
+    own (its name's CRC-32), so the fleet's connections spread over the nodes."""
+    members = list(members)
+    if not members:
+        return []
+    if inventory_hostname in members:
+        start = members.index(inventory_hostname)
+    else:
+        start = zlib.crc32(inventory_hostname.encode()) % len(members)
+    ordered = members[start:] + members[:start]
+    return [private_address(hostvars[host]) for host in ordered]
 
 
 DEAD_LETTER = "dead_letter"
@@ -555,6 +600,8 @@ class FilterModule:
             "django_celery_is_time_zone": is_time_zone,
             "django_celery_pools": pools,
             "django_celery_rabbitmq_listeners": rabbitmq_listeners,
+            "django_celery_rabbitmq_nodes": rabbitmq_nodes,
+            "django_celery_broker_addresses": broker_addresses,
             "django_celery_rabbitmq_shared": rabbitmq_shared,
             "django_celery_rabbitmq_quorum_definitions": rabbitmq_quorum_definitions,
             "django_celery_rabbitmq_queue_type_conflicts": rabbitmq_queue_type_conflicts,
