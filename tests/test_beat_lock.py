@@ -188,3 +188,52 @@ def test_a_database_that_is_not_postgresql_is_refused():
 def test_each_project_has_its_own_lock():
     assert lock.lock_key("ha") != lock.lock_key("shop")
     assert -(2**63) <= lock.lock_key("ha") < 2**63
+
+
+def test_the_lease_counts_from_when_the_check_was_asked_not_from_its_answer(tmp_path):
+    """A check whose answer came 3 s late (a freeze while waiting) renews the lease from when it
+    was asked: PostgreSQL's idle timer may have started then."""
+    clock = Clock()
+    child = Child(exits_after=2)
+
+    class SlowSession(Session):
+        def cursor(self):
+            clock.now += 3.0
+            return Cursor(self)
+
+    built, _ = runner(tmp_path, SlowSession(), child, clock)
+    leases = []
+    real_write = lock.write_lease
+
+    def spy(path, deadline):
+        leases.append((deadline, clock.now))
+        real_write(path, deadline)
+
+    lock.write_lease = spy
+    try:
+        built.run()
+    finally:
+        lock.write_lease = real_write
+    # Each lease written right after an answer ends 5 s after the ask, so 2 s after the answer.
+    renewals = [deadline - now for deadline, now in leases if deadline > 0]
+    assert renewals and all(left == pytest.approx(2.0) for left in renewals)
+
+
+def test_a_beat_stopped_with_the_unit_is_a_clean_exit_and_a_killed_one_reports_its_signal(
+    tmp_path,
+):
+    clock = Clock()
+    stopped = Child(exits_after=1, code=-15)
+    built, _ = runner(tmp_path, Session(), stopped, clock)
+    built.stopping = False
+    assert built.run() == 143
+    clock = Clock()
+    built, _ = runner(tmp_path, Session(), Child(exits_after=1, code=-15), clock)
+    original_spawn = built.spawn
+
+    def spawn_then_stop(command):
+        built.stopping = True
+        return original_spawn(command)
+
+    built.spawn = spawn_then_stop
+    assert built.run() == 0

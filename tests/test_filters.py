@@ -724,3 +724,9 @@ def test_broker_addresses_of_other_hosts_hold_every_node_once_and_spread_their_f
         assert addresses == filters.broker_addresses(members, HOSTVARS, host)
         firsts.add(addresses[0])
     assert len(firsts) > 1
+
+
+def test_rabbitmq_nodes_refuse_a_broker_host_without_facts_naming_it():
+    hostvars = {"b1": {"django_celery_private_address": "10.0.0.2"}}
+    with pytest.raises(AnsibleFilterError, match=r"b1 has no host name in its facts"):
+        filters.rabbitmq_nodes(["b1"], hostvars)

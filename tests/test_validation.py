@@ -18,6 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK = ROOT / "tests" / "validation" / "playbook.yml"
 
 CASES = {
+    "beat_lock_timeout_below_four_seconds": (
+        {
+            "django_celery_beat_lock": True,
+            "django_celery_database_engine": "postgresql",
+            "django_celery_beat_lock_timeout": 2,
+        },
+        r"django_celery_beat_lock_timeout of at least 4 s \(it is\s+2",
+    ),
     "monitoring_with_an_external_broker": (
         {
             "django_celery_monitoring_enabled": True,

@@ -224,7 +224,12 @@ def rabbitmq_nodes(hosts: Iterable[str], hostvars: Mapping) -> list[dict]:
     for host in hosts:
         host_vars = hostvars[host]
         facts = host_vars.get("ansible_facts") or {}
-        short = str(facts.get("hostname") or host).split(".")[0]
+        if not facts.get("hostname"):
+            raise AnsibleFilterError(
+                f"{host} has no host name in its facts: RabbitMQ names each node after it, so "
+                "gather the broker hosts' facts in the same run (no --limit that leaves them out)"
+            )
+        short = str(facts["hostname"]).split(".")[0]
         nodes.append(
             {
                 "host": host,

@@ -130,6 +130,8 @@ class Runner:
         self.session = None
         self.child = None
         self.stopping = False
+        # When the last good answer was asked for: PostgreSQL's idle timer started no earlier.
+        self.asked = 0.0
 
     def close(self) -> None:
         if self.session is not None:
@@ -146,6 +148,7 @@ class Runner:
             try:
                 if self.session is None:
                     self.session = self.open_session()
+                self.asked = self.clock()
                 if query_one(self.session, "SELECT pg_try_advisory_lock(%s)", (self.key,)):
                     return True
                 if not waiting_said:
@@ -169,14 +172,18 @@ class Runner:
 
     def hold(self) -> int:
         """Run beat while the lock is held; its exit code, or LOST once the lock may be gone."""
-        checked = self.clock()
+        # The lease counts from when the lock was asked for, not from the answer: the server's
+        # idle timer may have started before a freeze that delayed reading it.
+        checked = self.asked
         write_lease(self.lease_path, checked + self.timeout / 2)
         log(f"holding the beat lock: starting beat (lease {self.timeout / 2:.0f} s)")
         self.child = self.spawn(self.command)
         while True:
             code = self.child.poll()
             if code is not None:
-                return code
+                # Stopped with the unit (systemd signals both): a clean stop. A beat killed by a
+                # signal exits 128 + its number, as a shell reports it.
+                return 0 if self.stopping else (code if code >= 0 else 128 - code)
             if self.stopping:
                 self.stop_child()
                 return 0
@@ -188,13 +195,14 @@ class Runner:
                 log(f"no check of the beat lock for {now - checked:.0f} s: stopping beat")
                 self.stop_child()
                 return LOST
+            asked = self.clock()
             try:
                 query_one(self.session, "SELECT 1")
             except Exception as error:  # noqa: BLE001 - the session, and its lock, are gone
                 log(f"lost the beat lock's session ({error}): stopping beat")
                 self.stop_child()
                 return LOST
-            checked = self.clock()
+            checked = asked
             write_lease(self.lease_path, checked + self.timeout / 2)
 
     def run(self) -> int:
