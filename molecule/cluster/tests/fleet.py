@@ -70,6 +70,22 @@ def broker_address() -> str:
     return node(BROKER).check_output("hostname -I").split()[0]
 
 
+def docker(*args: str) -> str:
+    """Run the docker client on the controller (pause, kill, inspect a test host); its output."""
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def from_outside_the_fleet(code: str) -> str:
+    """Run Python in a throwaway container on the fleet's network that is in no inventory group
+    (so the fleet firewall treats it as a stranger); its output."""
+    image = os.environ.get("DJANGO_CELERY_IMAGE_BOOKWORM", "django-celery-systemd:bookworm")
+    return docker("run", "--rm", "--network", "dc-cluster", image, "python3", "-c", code)
+
+
 def wait_until(predicate, timeout: float, interval: float = 1.0):
     """Call predicate until it returns something true or timeout seconds passed; return it."""
     deadline = time.monotonic() + timeout

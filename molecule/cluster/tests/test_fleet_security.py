@@ -5,9 +5,7 @@ project with hardcoded settings runs with the operator's values instead of its o
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from fleet import (
     WEB,
     app_units,
     broker_address,
+    from_outside_the_fleet,
     main_pid,
     node,
     process_environment,
@@ -102,25 +101,8 @@ def test_broker_database_and_monitoring_ports_are_closed_to_hosts_outside_the_fl
     targets += [(beat_host, port) for port in BEAT_HOST_PORTS]
     probe = PORT_PROBE.format(targets=targets)
     inside = node("dc-cluster-worker2").check_output(f"python3 -c {shlex.quote(probe)}")
-    outside = subprocess.run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "dc-cluster",
-            os.environ.get("DJANGO_CELERY_IMAGE_BOOKWORM", "django-celery-systemd:bookworm"),
-            "python3",
-            "-c",
-            probe,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert outside.returncode == 0, outside.stderr
-    assert (inside.split(), outside.stdout.split()) == (
+    outside = from_outside_the_fleet(probe)
+    assert (inside.split(), outside.split()) == (
         [word for _, port in targets for word in (str(port), "open")],
         [word for _, port in targets for word in (str(port), "closed")],
     )

@@ -12,11 +12,20 @@ import json
 import os
 import re
 import shlex
-import subprocess
 import time
 
 import pytest
-from fleet import INVENTORY, SCENARIO, node, playbook, recap, run_id, wait_until
+from fleet import (
+    INVENTORY,
+    SCENARIO,
+    docker,
+    from_outside_the_fleet,
+    node,
+    playbook,
+    recap,
+    run_id,
+    wait_until,
+)
 
 testinfra_hosts = ["ansible://dc-cluster-web"]
 
@@ -59,14 +68,6 @@ REDELIVERY_BOUND = 50
 @pytest.fixture(autouse=True)
 def _inventory_is_set():
     assert INVENTORY, "run through molecule verify (MOLECULE_INVENTORY_FILE is not set)"
-
-
-def docker(*args: str) -> str:
-    result = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=180, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def rabbitmqctl(host: str, *args: str) -> str:
@@ -306,16 +307,7 @@ def test_erlang_distribution_ports_are_closed_to_hosts_outside_the_fleet():
         f"    print(port, 'open' if s.connect_ex(('{target}', port)) == 0 else 'closed')\n"
     )
     inside = node("dc-cluster-worker2").check_output(f"python3 -c {shlex.quote(probe)}")
-    outside = docker(
-        "run",
-        "--rm",
-        "--network",
-        "dc-cluster",
-        os.environ.get("DJANGO_CELERY_IMAGE_BOOKWORM", "django-celery-systemd:bookworm"),
-        "python3",
-        "-c",
-        probe,
-    )
+    outside = from_outside_the_fleet(probe)
     assert (inside.split(), outside.split()) == (
         ["4369", "open", "25672", "open"],
         ["4369", "closed", "25672", "closed"],

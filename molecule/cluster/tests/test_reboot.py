@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from fleet import (
     NAME,
     WEB,
     app_units,
+    docker,
     node,
     run_id,
     slow_task_report,
@@ -30,14 +30,6 @@ TASKS, DURATION = 8, 2
 @pytest.fixture(autouse=True)
 def _inventory_is_set():
     assert INVENTORY, "run through molecule verify (MOLECULE_INVENTORY_FILE is not set)"
-
-
-def docker(*args: str) -> str:
-    result = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=180, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 @pytest.fixture(scope="module")
