@@ -72,4 +72,10 @@ def test_tasks_in_flight_survive_a_broker_restart(host, settings):
         f"in flight across a Redis restart: {report['completed']}/{count} completed, settled "
         f"{took:.0f} s after the restart, started twice: {report['started_twice']}"
     )
-    assert (report["completed"], report["duplicated"]) == (count, 0), report
+    # At least once: the task running when Redis went away may run again (the deploy settings
+    # say so: it finishes and acknowledges over the new connection, and kombu may already have
+    # put it back). Seen once in CI on 2026-12-07 (started twice 1, ran twice 1); never more
+    # than the tasks the pool was running.
+    running = int(_slow_pool(settings).get("concurrency", 1))
+    assert report["completed"] == count, report
+    assert report["duplicated"] <= running, report
