@@ -730,3 +730,22 @@ def test_rabbitmq_nodes_refuse_a_broker_host_without_facts_naming_it():
     hostvars = {"b1": {"django_celery_private_address": "10.0.0.2"}}
     with pytest.raises(AnsibleFilterError, match=r"b1 has no host name in its facts"):
         filters.rabbitmq_nodes(["b1"], hostvars)
+
+
+@pytest.mark.parametrize(
+    ("running", "partitions", "expected"),
+    [
+        (["rabbit@a", "rabbit@b", "rabbit@c"], {}, True),
+        (["rabbit@a", "rabbit@b"], {}, True),
+        (["rabbit@a"], {}, False),
+        (["rabbit@b", "rabbit@c"], {}, False),
+        (["rabbit@a", "rabbit@b", "rabbit@c"], {"rabbit@a": ["rabbit@c"]}, False),
+        (["rabbit@a", "rabbit@x"], {}, False),
+    ],
+    ids=["all", "majority", "alone", "not-itself", "partitioned", "foreign-node"],
+)
+def test_a_cluster_node_goes_on_with_a_majority_running_and_no_partition(
+    running, partitions, expected
+):
+    nodes = ["rabbit@a", "rabbit@b", "rabbit@c"]
+    assert filters.rabbitmq_majority_runs(running, nodes, "rabbit@a", partitions) is expected

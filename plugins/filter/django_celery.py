@@ -247,6 +247,21 @@ def rabbitmq_nodes(hosts: Iterable[str], hostvars: Mapping) -> list[dict]:
     return nodes
 
 
+def rabbitmq_majority_runs(
+    running: Iterable[str], nodes: Iterable[str], this_node: str, partitions: Mapping
+) -> bool:
+    """Whether a cluster node may go on (rabbitmqctl cluster_status): it runs in one cluster with
+    a majority of the nodes, only nodes of this cluster, and no partition is recorded. A node
+    that is down does not count against it; one that formed a cluster of its own does."""
+    running, nodes = set(running), set(nodes)
+    return (
+        this_node in running
+        and running <= nodes
+        and len(running) * 2 > len(nodes)
+        and not partitions
+    )
+
+
 def broker_addresses(
     members: Sequence[str], hostvars: Mapping, inventory_hostname: str
 ) -> list[str]:
@@ -607,6 +622,7 @@ class FilterModule:
             "django_celery_rabbitmq_listeners": rabbitmq_listeners,
             "django_celery_rabbitmq_nodes": rabbitmq_nodes,
             "django_celery_broker_addresses": broker_addresses,
+            "django_celery_rabbitmq_majority_runs": rabbitmq_majority_runs,
             "django_celery_rabbitmq_shared": rabbitmq_shared,
             "django_celery_rabbitmq_quorum_definitions": rabbitmq_quorum_definitions,
             "django_celery_rabbitmq_queue_type_conflicts": rabbitmq_queue_type_conflicts,
