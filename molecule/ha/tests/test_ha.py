@@ -27,18 +27,18 @@ from fleet import (
     wait_until,
 )
 
-testinfra_hosts = ["ansible://dc-cluster-web"]
+testinfra_hosts = ["ansible://dc-ha-web"]
 
 NAME = "ha"
 MANAGE = f"{NAME}-manage"
-BROKERS = {"dc-cluster-broker": "broker", "dc-cluster-web": "web", "dc-cluster-worker1": "worker1"}
+BROKERS = {"dc-ha-broker": "broker", "dc-ha-web": "web", "dc-ha-worker1": "worker1"}
 NODES = sorted(f"rabbit@{short}" for short in BROKERS.values())
-BEAT_HOSTS = ["dc-cluster-worker1", "dc-cluster-worker2"]
-WORKERS = ["dc-cluster-worker1", "dc-cluster-worker2"]
+BEAT_HOSTS = ["dc-ha-worker1", "dc-ha-worker2"]
+WORKERS = ["dc-ha-worker1", "dc-ha-worker2"]
 # Runs the producer: a broker host that is never paused (it connects to its own node first).
 # A client whose node freezes blocks until that node answers again, confirm timeout or not
 # (measured; docs/RABBITMQ.md, limits), so the frozen host is never the producer's own node.
-PRODUCER = "dc-cluster-worker1"
+PRODUCER = "dc-ha-worker1"
 FULL = os.environ.get("DJANGO_CELERY_FULL") == "1"
 # Tasks that flow through a fault, and countdown tasks waiting in RabbitMQ meanwhile.
 FLOW = 500 if FULL else 200
@@ -79,7 +79,7 @@ def cluster_status(host: str) -> dict:
     return json.loads(rabbitmqctl(host, "cluster_status", "--formatter", "json"))
 
 
-def queues(host: str = "dc-cluster-broker") -> list[dict]:
+def queues(host: str = "dc-ha-broker") -> list[dict]:
     out = rabbitmqctl(
         host,
         "list_queues",
@@ -299,14 +299,14 @@ def test_the_workers_broker_url_names_every_node_with_their_own_first_on_a_broke
 def test_erlang_distribution_ports_are_closed_to_hosts_outside_the_fleet():
     """4369 and 25672 of a node: open from a fleet host, closed from a container on the same
     network that is in no inventory group."""
-    target = node("dc-cluster-web").check_output("hostname -I").split()[0]
+    target = node("dc-ha-web").check_output("hostname -I").split()[0]
     probe = (
         "import socket\n"
         f"for port in (4369, 25672):\n"
         "    s = socket.socket(); s.settimeout(3)\n"
         f"    print(port, 'open' if s.connect_ex(('{target}', port)) == 0 else 'closed')\n"
     )
-    inside = node("dc-cluster-worker2").check_output(f"python3 -c {shlex.quote(probe)}")
+    inside = node("dc-ha-worker2").check_output(f"python3 -c {shlex.quote(probe)}")
     outside = from_outside_the_fleet(probe)
     assert (inside.split(), outside.split()) == (
         ["4369", "open", "25672", "open"],
@@ -413,7 +413,7 @@ def broker_host_paused(leader_killed):
     held may stay there until the node restarts (RabbitMQ 3.10.8, below); the rolling restart
     that follows must release them."""
     produced = start_producer("pause")
-    host = "dc-cluster-web"
+    host = "dc-ha-web"
     led = sorted(queue["name"] for queue in queues() if queue["leader"] == "rabbit@web")
     time.sleep(5)
     docker("pause", host)
@@ -481,7 +481,7 @@ def rolling_restart(broker_host_paused):
             int(queue.get("messages_ready") or 0)
             for queue in json.loads(
                 rabbitmqctl(
-                    "dc-cluster-broker",
+                    "dc-ha-broker",
                     "list_queues",
                     "-p",
                     NAME,
@@ -536,9 +536,9 @@ def beat_host_paused(rolling_restart):
     """Rows 4 and 5: worker2, running beat and tasks, stops answering for BEAT_PAUSE seconds.
     Beat is first moved to worker2 (its beat unit on worker1 stopped until worker2 holds the
     lock), and six 20 s tasks start on the two worker hosts."""
-    worker1, _worker2 = node("dc-cluster-worker1"), node("dc-cluster-worker2")
+    worker1, _worker2 = node("dc-ha-worker1"), node("dc-ha-worker2")
     worker1.check_output(f"systemctl stop {NAME}-beat.service")
-    assert wait_until(lambda: beat_children("dc-cluster-worker2") == 1, 60), (
+    assert wait_until(lambda: beat_children("dc-ha-worker2") == 1, 60), (
         "worker2 never took the lock"
     )
     worker1.check_output(f"systemctl start {NAME}-beat.service")
@@ -561,17 +561,17 @@ def beat_host_paused(rolling_restart):
         )
     )
     assert started["reached"], started
-    window_start = clock("dc-cluster-worker1") - 60
-    paused_at = clock("dc-cluster-worker1")
-    docker("pause", "dc-cluster-worker2")
+    window_start = clock("dc-ha-worker1") - 60
+    paused_at = clock("dc-ha-worker1")
+    docker("pause", "dc-ha-worker2")
     try:
-        taken = wait_until(lambda: beat_sends("dc-cluster-worker1", paused_at), TAKEOVER_BOUND + 10)
-        remaining = BEAT_PAUSE - (clock("dc-cluster-worker1") - paused_at)
+        taken = wait_until(lambda: beat_sends("dc-ha-worker1", paused_at), TAKEOVER_BOUND + 10)
+        remaining = BEAT_PAUSE - (clock("dc-ha-worker1") - paused_at)
         if remaining > 0:
             time.sleep(remaining)
     finally:
-        docker("unpause", "dc-cluster-worker2")
-    resumed_at = clock("dc-cluster-worker1")
+        docker("unpause", "dc-ha-worker2")
+    resumed_at = clock("dc-ha-worker1")
     one_beat = wait_until(lambda: sorted(beat_children(host) for host in BEAT_HOSTS) == [0, 1], 60)
     final = json.loads(
         worker1.check_output(
@@ -580,8 +580,7 @@ def beat_host_paused(rolling_restart):
     )
     time.sleep(3 * HEARTBEAT)
     sends = sorted(
-        beat_sends("dc-cluster-worker1", window_start)
-        + beat_sends("dc-cluster-worker2", window_start)
+        beat_sends("dc-ha-worker1", window_start) + beat_sends("dc-ha-worker2", window_start)
     )
     gaps = [b - a for a, b in zip(sends, sends[1:], strict=False)]
     code = (
