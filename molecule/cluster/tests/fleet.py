@@ -24,6 +24,8 @@ SCENARIO = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).par
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp"))
 PROJECT = SCENARIO.parent.parent
 NAME = "djangoapp"
+# The scenario's Docker network (molecule.yml); molecule/ha's copy of the fleet uses its own.
+NETWORK = "dc-cluster"
 BROKER = "dc-cluster-broker"
 WEB = "dc-cluster-web"
 BEAT_HOST = "dc-cluster-worker1"
@@ -83,7 +85,7 @@ def from_outside_the_fleet(code: str) -> str:
     """Run Python in a throwaway container on the fleet's network that is in no inventory group
     (so the fleet firewall treats it as a stranger); its output."""
     image = os.environ.get("DJANGO_CELERY_IMAGE_BOOKWORM", "django-celery-systemd:bookworm")
-    return docker("run", "--rm", "--network", "dc-cluster", image, "python3", "-c", code)
+    return docker("run", "--rm", "--network", NETWORK, image, "python3", "-c", code)
 
 
 def wait_until(predicate, timeout: float, interval: float = 1.0):
