@@ -239,6 +239,13 @@ def completion_gap(prefix: str) -> float:
     return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
 
 
+def assert_every_confirmed_task_ran(counts: dict) -> None:
+    """Every task the producer sent was confirmed, and every confirmed one ran (countdown tasks
+    still held in RabbitMQ are counted apart, as "held")."""
+    assert counts["confirmed"] == FLOW + COUNTDOWNS, counts["failures"]
+    assert counts["lost"] == []
+
+
 def say(row: str, figures: dict) -> None:
     shown = {
         k: (round(v, 1) if isinstance(v, float) else v)
@@ -378,8 +385,7 @@ def leader_killed():
 
 
 def test_killing_the_leader_node_loses_no_confirmed_task(leader_killed):
-    assert leader_killed["confirmed"] == FLOW + COUNTDOWNS, leader_killed["failures"]
-    assert leader_killed["lost"] == []
+    assert_every_confirmed_task_ran(leader_killed)
 
 
 def test_killing_the_leader_node_runs_no_more_tasks_twice_than_were_in_flight(leader_killed):
@@ -435,8 +441,7 @@ def broker_host_paused(leader_killed):
 
 
 def test_a_silent_broker_host_loses_no_confirmed_task(broker_host_paused):
-    assert broker_host_paused["confirmed"] == FLOW + COUNTDOWNS, broker_host_paused["failures"]
-    assert broker_host_paused["lost"] == []
+    assert_every_confirmed_task_ran(broker_host_paused)
 
 
 def test_a_silent_broker_host_runs_no_more_tasks_twice_than_were_in_flight(broker_host_paused):
@@ -505,8 +510,8 @@ def test_the_rolling_broker_restart_playbook_restarts_every_node_and_passes(roll
 
 
 def test_the_rolling_broker_restart_loses_no_confirmed_task(rolling_restart):
-    assert rolling_restart["confirmed"] == FLOW + COUNTDOWNS, rolling_restart["failures"]
-    assert (rolling_restart["lost"], rolling_restart["held"]) == ([], [])
+    assert_every_confirmed_task_ran(rolling_restart)
+    assert rolling_restart["held"] == []
 
 
 def test_countdown_tasks_a_silent_node_held_are_still_in_rabbitmq(rolling_restart):
