@@ -206,21 +206,34 @@ def finish_producer(produced: dict, wait: float = COUNTDOWN_RANGE[1] + 120) -> d
         "held": sorted(delayed - set(final["ids"])),
         "started_twice": final["started_twice"],
         "ran_twice": final["duplicated"],
-        "publish_gap": max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0),
+        "publish_gap": longest_gap(times),
         "countdowns": sent["countdowns"],
         "prefix": produced["prefix"],
     }
 
 
-def countdown_lateness(counts: dict) -> float:
-    """How late the latest countdown task started, in seconds after its due time."""
+def slow_task_rows(host: str, expression: str):
+    """Evaluate `expression` (S is the sample app's SlowTaskCompletion model) in the ha Django
+    shell on a host; its value, through JSON."""
     code = (
         "import json; from demo.models import SlowTaskCompletion as S; "
-        f"print(json.dumps({{r.task_id: r.started_at.timestamp() for r in "
-        f"S.objects.filter(task_id__startswith='{counts['prefix']}-cd-')}}))"
+        f"print(json.dumps({expression}))"
     )
-    out = node(PRODUCER).check_output(f"{MANAGE} shell -c {shlex.quote(code)}")
-    started = json.loads(out.strip().splitlines()[-1])
+    out = node(host).check_output(f"{MANAGE} shell -c {shlex.quote(code)}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def longest_gap(times: list[float]) -> float:
+    return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+
+
+def countdown_lateness(counts: dict) -> float:
+    """How late the latest countdown task started, in seconds after its due time."""
+    started = slow_task_rows(
+        PRODUCER,
+        "{r.task_id: r.started_at.timestamp() for r in "
+        f"S.objects.filter(task_id__startswith='{counts['prefix']}-cd-')}}",
+    )
     return max(
         (started[task_id] - due for task_id, due in counts["countdowns"] if task_id in started),
         default=0.0,
@@ -229,14 +242,13 @@ def countdown_lateness(counts: dict) -> float:
 
 def completion_gap(prefix: str) -> float:
     """The longest time no task of this prefix completed, between the first and the last."""
-    code = (
-        "import json; from demo.models import SlowTaskCompletion as S; "
-        f"print(json.dumps(sorted(r.completed_at.timestamp() for r in "
-        f"S.objects.filter(task_id__startswith='{prefix}-0', runs__gt=0))))"
+    return longest_gap(
+        slow_task_rows(
+            PRODUCER,
+            "sorted(r.completed_at.timestamp() for r in "
+            f"S.objects.filter(task_id__startswith='{prefix}-0', runs__gt=0))",
+        )
     )
-    out = node(PRODUCER).check_output(f"{MANAGE} shell -c {shlex.quote(code)}")
-    times = json.loads(out.strip().splitlines()[-1])
-    return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
 
 
 def assert_every_confirmed_task_ran(counts: dict) -> None:
@@ -588,13 +600,10 @@ def beat_host_paused(rolling_restart):
         beat_sends("dc-ha-worker1", window_start) + beat_sends("dc-ha-worker2", window_start)
     )
     gaps = [b - a for a, b in zip(sends, sends[1:], strict=False)]
-    code = (
-        "import json; from demo.models import SlowTaskCompletion as S; "
-        f"print(json.dumps([r.started_at.timestamp() for r in "
-        f"S.objects.filter(task_id__startswith='{prefix}-', starts__gt=1)]))"
-    )
-    restarted = json.loads(
-        worker1.check_output(f"{MANAGE} shell -c {shlex.quote(code)}").strip().splitlines()[-1]
+    restarted = slow_task_rows(
+        "dc-ha-worker1",
+        "[r.started_at.timestamp() for r in "
+        f"S.objects.filter(task_id__startswith='{prefix}-', starts__gt=1)]",
     )
     counts = {
         "takeover": (taken[0] - paused_at) if taken else None,
