@@ -44,11 +44,14 @@ TEMPLATE = "dc-cluster-worker1"
 # The role writes its files in one task per phase (tasks/write_files.yml); -vvv shows which.
 WRITE_FILES_TASK = "Write the files, each only if it changed"
 UNACKED_CONFIG = "/etc/djangoapp/unacked.json"
+FIREWALL_NEEDS_TASK = "Record the ports this project guards and its fleet's addresses"
 FIREWALL_RULES_TASK = "Write the fleet's firewall rules"
 FIREWALL_RELOAD_HANDLER = "Reload the fleet firewall"
-FIREWALL_SET = "nft --json list set inet django_celery_djangoapp fleet"
+FIREWALL_SET = "nft --json list set inet django_celery fleet_djangoapp"
 # Monitoring is on in this scenario: Prometheus on the broker host scrapes each node exporter.
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
+# Ports of the broker host: PostgreSQL serves djangoapp and ha; RabbitMQ only ha (vars/ha.yml).
+SHARED_HOST_PORTS = {5432: "postgresql", 5672: "ha's rabbitmq"}
 
 
 def docker_run_argv() -> list[str]:
@@ -108,6 +111,22 @@ def hba_sources(broker) -> list[str]:
     return [f[3] for f in lines if f[:3] == ["host", "djangoapp", "djangoapp"] and len(f) > 4]
 
 
+def ports_reached_from_the_new_host(address: str, ports: dict[int, str]) -> dict[str, str]:
+    """{port name: "open" or "closed"} for TCP connections from the new host to `address`."""
+    probe = (
+        "import json, socket\n"
+        "reach = {}\n"
+        f"for port, name in {ports!r}.items():\n"
+        "    s = socket.socket(); s.settimeout(3)\n"
+        f"    reach[name] = 'open' if s.connect_ex(({address!r}, port)) == 0 else 'closed'\n"
+        "print(json.dumps(reach))\n"
+    )
+    out = subprocess.run(
+        ["docker", "exec", NEW, "python3", "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)
+
+
 def remove_new_host() -> None:
     subprocess.run(["docker", "rm", "-f", "-v", NEW], capture_output=True, check=False)
 
@@ -129,6 +148,9 @@ def grown():
     address = subprocess.run(
         ["docker", "exec", NEW, "hostname", "-I"], capture_output=True, text=True, check=True
     ).stdout.split()[0]
+    reach = ports_reached_from_the_new_host(
+        node(BROKER).check_output("hostname -I").split()[0], SHARED_HOST_PORTS
+    )
     try:
         yield {
             "result": result,
@@ -138,6 +160,7 @@ def grown():
             "took": took,
             "hba": hba,
             "scraped": scraped,
+            "reach": reach,
         }
     finally:
         remove_new_host()
@@ -200,6 +223,16 @@ def test_the_database_lets_the_new_host_in(grown):
     assert f"{grown['address']}/32" in grown["hba"]
 
 
+def test_the_new_host_reaches_the_database_the_projects_share_but_not_the_other_projects_broker(
+    grown,
+):
+    """The broker host's PostgreSQL serves djangoapp and ha, whose fleets differ (the new host
+    is in djangoapp's only). The host's one firewall table lets each fleet reach its own
+    project's ports: the new host reaches PostgreSQL, not ha's RabbitMQ. (With a table per
+    project, ha's dropped the new host's PostgreSQL connections: CI, 2026-12-07.)"""
+    assert grown["reach"] == {"postgresql": "open", "ha's rabbitmq": "closed"}
+
+
 def changed_tasks(output: str) -> set[tuple[str, str]]:
     """(task, host) for every task a run reported changed."""
     found = set()
@@ -233,7 +266,12 @@ def test_the_hosts_already_running_changed_only_the_list_of_worker_nodes_and_the
     expected = {
         (task, name)
         for name in APP_HOSTS
-        for task in (WRITE_FILES_TASK, FIREWALL_RULES_TASK, FIREWALL_RELOAD_HANDLER)
+        for task in (
+            WRITE_FILES_TASK,
+            FIREWALL_NEEDS_TASK,
+            FIREWALL_RULES_TASK,
+            FIREWALL_RELOAD_HANDLER,
+        )
     }
     assert on_running == expected, sorted(changed)
     files = {name: sorted(set(paths)) for name, paths in changed_files(output).items()}

@@ -191,7 +191,7 @@ def redeploy():
     broker.run("nft delete table inet operator_rules")
     broker.check_output(FOREIGN_TABLE)
     foreign_before = broker.run("nft -s list table inet operator_rules").stdout
-    broker.check_output(f"echo '# edited by hand' >> /etc/nftables-django_celery-{NAME}.nft")
+    broker.check_output("echo '# edited by hand' >> /etc/nftables-django_celery.nft")
 
     source, migration = release_with_a_migration(run)
     before = services_snapshot()
@@ -215,7 +215,7 @@ def redeploy():
     host.run(f"install -o {NAME} -m 0644 /dev/null /var/lib/{NAME}/stop-stream-{run}")
     after = services_snapshot()
     foreign_after = broker.run("nft -s list table inet operator_rules").stdout
-    fleet_table = broker.run(f"nft list table inet django_celery_{NAME}").stdout
+    fleet_table = broker.run("nft list table inet django_celery").stdout
     broker.run("nft delete table inet operator_rules")
 
     stream_file = f"/var/lib/{NAME}/stream-{run}.json"
@@ -312,7 +312,7 @@ def test_site_yml_leaves_the_hosts_other_firewall_rules_alone(redeploy):
     before, after = redeploy["foreign"]
     handler = "RUNNING HANDLER [django_celery : Reload the fleet firewall]"
     assert handler in redeploy["deploy"].stdout
-    assert "ip saddr @fleet accept" in redeploy["fleet_table"]
+    assert f"ip saddr @fleet_{NAME} accept" in redeploy["fleet_table"]
     assert after == before
 
 
