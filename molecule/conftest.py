@@ -51,7 +51,7 @@ POOLS = SCENARIO.get("django_celery_worker_pools", [{"name": "default", "queues"
 # renamed test directory would otherwise shrink the suite and still pass. A scenario missing
 # here fails too. MOLECULE_MIN_TESTS overrides the floor (e.g. 0 to run a single file by hand;
 # -k selections are counted before deselection and need no override).
-MIN_TESTS = {"default": 90, "rabbitmq": 90, "cluster": 30, "ha": 20}
+MIN_TESTS = {"default": 90, "rabbitmq": 90, "cluster": 100}
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -262,6 +262,33 @@ def rabbitmq_majority_runs(
     )
 
 
+def rabbitmq_partitioned_nodes(partitions: Mapping | Sequence, nodes: Iterable[str]) -> list[str]:
+    """The nodes on the losing side of a recorded partition (rabbitmqctl cluster_status:
+    {node: [nodes it is partitioned from]}), which rejoin only by restarting: each node that
+    records itself as partitioned from more than half of the other nodes, or that more than half
+    of the other nodes record as partitioned from them. A node that froze and came back records
+    every other node, and some of them record it (measured, RabbitMQ 3.10.8: one of two). When
+    that would be half of the cluster or more there is no majority side, and none is named."""
+    nodes = list(nodes)
+    others = len(nodes) - 1
+    reported = {
+        reporter: set(listed)
+        for reporter, listed in (
+            partitions.items() if isinstance(partitions, Mapping) else partitions
+        )
+    }
+    listed_by: dict[str, set[str]] = {}
+    for reporter, listed in reported.items():
+        for other in listed:
+            listed_by.setdefault(other, set()).add(reporter)
+    losing = sorted(
+        node
+        for node in nodes
+        if len(reported.get(node, ())) * 2 > others or len(listed_by.get(node, ())) * 2 > others
+    )
+    return losing if len(losing) * 2 < len(nodes) else []
+
+
 def broker_addresses(
     members: Sequence[str], hostvars: Mapping, inventory_hostname: str
 ) -> list[str]:
@@ -623,6 +650,7 @@ class FilterModule:
             "django_celery_rabbitmq_nodes": rabbitmq_nodes,
             "django_celery_broker_addresses": broker_addresses,
             "django_celery_rabbitmq_majority_runs": rabbitmq_majority_runs,
+            "django_celery_rabbitmq_partitioned_nodes": rabbitmq_partitioned_nodes,
             "django_celery_rabbitmq_shared": rabbitmq_shared,
             "django_celery_rabbitmq_quorum_definitions": rabbitmq_quorum_definitions,
             "django_celery_rabbitmq_queue_type_conflicts": rabbitmq_queue_type_conflicts,

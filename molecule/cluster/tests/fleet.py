@@ -24,7 +24,7 @@ SCENARIO = Path(os.environ.get("MOLECULE_SCENARIO_DIRECTORY", Path(__file__).par
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp"))
 PROJECT = SCENARIO.parent.parent
 NAME = "djangoapp"
-# The scenario's Docker network (molecule.yml); molecule/ha's copy of the fleet uses its own.
+# The scenario's Docker network (molecule.yml).
 NETWORK = "dc-cluster"
 BROKER = "dc-cluster-broker"
 WEB = "dc-cluster-web"

@@ -27,18 +27,22 @@ from fleet import (
     wait_until,
 )
 
-testinfra_hosts = ["ansible://dc-ha-web"]
+testinfra_hosts = ["ansible://dc-cluster-web"]
 
 NAME = "ha"
 MANAGE = f"{NAME}-manage"
-BROKERS = {"dc-ha-broker": "broker", "dc-ha-web": "web", "dc-ha-worker1": "worker1"}
+BROKERS = {"dc-cluster-broker": "broker", "dc-cluster-web": "web", "dc-cluster-worker1": "worker1"}
 NODES = sorted(f"rabbit@{short}" for short in BROKERS.values())
-BEAT_HOSTS = ["dc-ha-worker1", "dc-ha-worker2"]
-WORKERS = ["dc-ha-worker1", "dc-ha-worker2"]
+BEAT_HOSTS = ["dc-cluster-worker1", "dc-cluster-worker2"]
+WORKERS = ["dc-cluster-worker1", "dc-cluster-worker2"]
 # Runs the producer: a broker host that is never paused (it connects to its own node first).
 # A client whose node freezes blocks until that node answers again, confirm timeout or not
 # (measured; docs/RABBITMQ.md, limits), so the frozen host is never the producer's own node.
-PRODUCER = "dc-ha-worker1"
+PRODUCER = "dc-cluster-worker1"
+# What Celery logs when it cannot declare its delayed-delivery exchanges and queues on a node.
+FAILED_DECLARE = "Failed to declare exchanges and queues for"
+# Row 2's frozen broker host: it holds no database and runs no worker of the project.
+PAUSED_BROKER_HOST = "dc-cluster-web"
 FULL = os.environ.get("DJANGO_CELERY_FULL") == "1"
 # Tasks that flow through a fault, and countdown tasks waiting in RabbitMQ meanwhile.
 FLOW = 500 if FULL else 200
@@ -79,7 +83,7 @@ def cluster_status(host: str) -> dict:
     return json.loads(rabbitmqctl(host, "cluster_status", "--formatter", "json"))
 
 
-def queues(host: str = "dc-ha-broker") -> list[dict]:
+def queues(host: str = "dc-cluster-broker") -> list[dict]:
     out = rabbitmqctl(
         host,
         "list_queues",
@@ -119,6 +123,43 @@ def quorum_critical(host: str) -> bool:
         ]
     )
     return node(host).run(command).rc != 0
+
+
+def partitioned_nodes() -> dict[str, list[str]]:
+    """{node: nodes it records as partitioned from it}, from every broker host's own view."""
+    found = {}
+    for host in BROKERS:
+        for reporter, others in (cluster_status(host).get("partitions") or {}).items():
+            found.setdefault(reporter, sorted(set(others)))
+    return {reporter: others for reporter, others in found.items() if others}
+
+
+def restarted_in_the_first_pass(output: str) -> list[str]:
+    """The hosts restart_broker.yml's first pass (nodes recorded as partitioned) restarted."""
+    first = output.split("PLAY [Restart the RabbitMQ nodes the cluster records as partitioned", 1)
+    first = first[-1].split("PLAY [Restart the broker, one host at a time", 1)[0]
+    restarted = set()
+    for block in re.split(r"^(?=TASK \[)", first, flags=re.M):
+        if block.startswith("TASK [django_celery : Restart the broker]"):
+            restarted.update(re.findall(r"^changed: \[([^\]]+)\]", block, re.M))
+    return sorted(restarted)
+
+
+def lead_from(target: str, queue: str) -> None:
+    """Make node `target` the leader of the project's quorum queue `queue` (Ra's leadership
+    transfer: RabbitMQ 3.10 has no command for it), so that the row freezes the node the flow
+    goes through whatever the rows before left."""
+    leader = next(item["leader"] for item in queues() if item["name"] == queue)
+    if leader != target:
+        server = f"'{NAME}_{queue}'"
+        rabbitmqctl(
+            "dc-cluster-broker",
+            "eval",
+            f"ra:transfer_leadership({{{server}, '{leader}'}}, {{{server}, '{target}'}}).",
+        )
+    assert wait_until(
+        lambda: next(item["leader"] for item in queues() if item["name"] == queue) == target, 30
+    ), f"{target} never took the lead of {queue}"
 
 
 def all_members_online() -> bool:
@@ -318,14 +359,14 @@ def test_the_workers_broker_url_names_every_node_with_their_own_first_on_a_broke
 def test_erlang_distribution_ports_are_closed_to_hosts_outside_the_fleet():
     """4369 and 25672 of a node: open from a fleet host, closed from a container on the same
     network that is in no inventory group."""
-    target = node("dc-ha-web").check_output("hostname -I").split()[0]
+    target = node("dc-cluster-web").check_output("hostname -I").split()[0]
     probe = (
         "import socket\n"
         f"for port in (4369, 25672):\n"
         "    s = socket.socket(); s.settimeout(3)\n"
         f"    print(port, 'open' if s.connect_ex(('{target}', port)) == 0 else 'closed')\n"
     )
-    inside = node("dc-ha-worker2").check_output(f"python3 -c {shlex.quote(probe)}")
+    inside = node("dc-cluster-worker2").check_output(f"python3 -c {shlex.quote(probe)}")
     outside = from_outside_the_fleet(probe)
     assert (inside.split(), outside.split()) == (
         ["4369", "open", "25672", "open"],
@@ -430,10 +471,13 @@ def broker_host_paused(leader_killed):
     holds no database and runs no worker of the project. Countdown tasks its delayed queues
     held may stay there until the node restarts (RabbitMQ 3.10.8, below); the rolling restart
     that follows must release them."""
+    for queue in ("celery", "slow"):
+        lead_from(f"rabbit@{BROKERS[PAUSED_BROKER_HOST]}", queue)
     produced = start_producer("pause")
-    host = "dc-ha-web"
+    host = PAUSED_BROKER_HOST
     led = sorted(queue["name"] for queue in queues() if queue["leader"] == "rabbit@web")
     time.sleep(5)
+    paused_at = time.time()
     docker("pause", host)
     try:
         time.sleep(PAUSE)
@@ -447,9 +491,14 @@ def broker_host_paused(leader_killed):
         completion_gap=completion_gap(produced["prefix"]),
         members_back=bool(members),
         countdown_late=countdown_lateness(counts),
+        declared_on_other_nodes=delayed_delivery_declared_elsewhere(paused_at),
     )
     say(f"row 2, broker host paused {PAUSE} s", counts)
     return counts
+
+
+def test_the_silent_broker_host_led_the_queues_the_tasks_flow_through(broker_host_paused):
+    assert {"celery", "slow"} <= set(broker_host_paused["led_by_the_paused_node"])
 
 
 def test_a_silent_broker_host_loses_no_confirmed_task(broker_host_paused):
@@ -475,11 +524,36 @@ def test_the_silent_broker_hosts_members_are_back_once_it_answers(broker_host_pa
     assert broker_host_paused["members_back"]
 
 
+def delayed_delivery_declared_elsewhere(since: float) -> list[str]:
+    """The workers' journal lines, since `since`, of Celery declaring its delayed-delivery
+    exchanges and queues on a node other than the one its consumer reconnected to."""
+    lines = []
+    for host in WORKERS:
+        out = (
+            node(host)
+            .run(f"journalctl -u '{NAME}-worker@*' --since=@{int(since)} --no-pager -o cat")
+            .stdout
+        )
+        lines += [f"{host}: {line}" for line in out.splitlines() if FAILED_DECLARE in line]
+    return lines
+
+
+def test_a_worker_that_reconnects_while_a_node_is_frozen_declares_nothing_on_the_other_nodes(
+    broker_host_paused,
+):
+    """Celery 5.7.0 declares its delayed-delivery exchanges and queues on every node of the
+    broker URL each time a consumer reconnects, three tries each: a frozen node held worker1's
+    consumer for 35 s (2026-12-07). The deploy settings keep it to the node the consumer has
+    just connected to (the nodes of one cluster share their definitions)."""
+    assert broker_host_paused["declared_on_other_nodes"] == []
+
+
 @pytest.fixture(scope="module")
 def rolling_restart(broker_host_paused):
     """playbooks/restart_broker.yml, node by node gated on quorum, while tasks flow; then the
     countdown tasks row 2 left held in delayed queues (if any) must have run."""
     produced = start_producer("rolling")
+    partitioned_before = partitioned_nodes()
     result = playbook("playbooks/restart_broker.yml", "-e", f"@{SCENARIO / 'vars' / 'ha.yml'}")
     counts = finish_producer(produced)
     held = broker_host_paused["held"]
@@ -491,19 +565,24 @@ def rolling_restart(broker_host_paused):
     counts.update(
         rc=result.returncode,
         output=result.stdout[-3000:],
+        partitioned_before=partitioned_before,
+        restarted_first=restarted_in_the_first_pass(result.stdout),
+        partitioned_after=partitioned_nodes(),
         recap=recap(result.stdout),
         row_2_held=len(held),
         row_2_held_still=sorted(set(held) - set(after["ids"])),
+        # messages, not messages_ready: an expired message the stopped dead-letter worker holds
+        # is counted in the first only.
         delayed_messages=sum(
-            int(queue.get("messages_ready") or 0)
+            int(queue.get("messages") or 0)
             for queue in json.loads(
                 rabbitmqctl(
-                    "dc-ha-broker",
+                    "dc-cluster-broker",
                     "list_queues",
                     "-p",
                     NAME,
                     "name",
-                    "messages_ready",
+                    "messages",
                     "--formatter",
                     "json",
                 )
@@ -519,6 +598,17 @@ def test_the_rolling_broker_restart_playbook_restarts_every_node_and_passes(roll
     assert rolling_restart["rc"] == 0, rolling_restart["output"]
     assert all(rolling_restart["recap"][host]["failed"] == 0 for host in BROKERS)
     assert all(rolling_restart["recap"][host]["changed"] >= 1 for host in BROKERS)
+
+
+def test_the_rolling_restart_restarts_a_node_left_partitioned_first_and_heals_the_cluster(
+    rolling_restart,
+):
+    """Row 2's frozen node may come back partitioned (pause_minority never paused it): the
+    playbook's first pass restarts exactly the nodes a majority recorded as partitioned, and no
+    partition is left after the run."""
+    expected = [PAUSED_BROKER_HOST] if rolling_restart["partitioned_before"] else []
+    assert rolling_restart["restarted_first"] == expected, rolling_restart["partitioned_before"]
+    assert rolling_restart["partitioned_after"] == {}
 
 
 def test_the_rolling_broker_restart_loses_no_confirmed_task(rolling_restart):
@@ -553,9 +643,9 @@ def beat_host_paused(rolling_restart):
     """Rows 4 and 5: worker2, running beat and tasks, stops answering for BEAT_PAUSE seconds.
     Beat is first moved to worker2 (its beat unit on worker1 stopped until worker2 holds the
     lock), and six 20 s tasks start on the two worker hosts."""
-    worker1, _worker2 = node("dc-ha-worker1"), node("dc-ha-worker2")
+    worker1, _worker2 = node("dc-cluster-worker1"), node("dc-cluster-worker2")
     worker1.check_output(f"systemctl stop {NAME}-beat.service")
-    assert wait_until(lambda: beat_children("dc-ha-worker2") == 1, 60), (
+    assert wait_until(lambda: beat_children("dc-cluster-worker2") == 1, 60), (
         "worker2 never took the lock"
     )
     worker1.check_output(f"systemctl start {NAME}-beat.service")
@@ -578,17 +668,17 @@ def beat_host_paused(rolling_restart):
         )
     )
     assert started["reached"], started
-    window_start = clock("dc-ha-worker1") - 60
-    paused_at = clock("dc-ha-worker1")
-    docker("pause", "dc-ha-worker2")
+    window_start = clock("dc-cluster-worker1") - 60
+    paused_at = clock("dc-cluster-worker1")
+    docker("pause", "dc-cluster-worker2")
     try:
-        taken = wait_until(lambda: beat_sends("dc-ha-worker1", paused_at), TAKEOVER_BOUND + 10)
-        remaining = BEAT_PAUSE - (clock("dc-ha-worker1") - paused_at)
+        taken = wait_until(lambda: beat_sends("dc-cluster-worker1", paused_at), TAKEOVER_BOUND + 10)
+        remaining = BEAT_PAUSE - (clock("dc-cluster-worker1") - paused_at)
         if remaining > 0:
             time.sleep(remaining)
     finally:
-        docker("unpause", "dc-ha-worker2")
-    resumed_at = clock("dc-ha-worker1")
+        docker("unpause", "dc-cluster-worker2")
+    resumed_at = clock("dc-cluster-worker1")
     one_beat = wait_until(lambda: sorted(beat_children(host) for host in BEAT_HOSTS) == [0, 1], 60)
     final = json.loads(
         worker1.check_output(
@@ -597,11 +687,12 @@ def beat_host_paused(rolling_restart):
     )
     time.sleep(3 * HEARTBEAT)
     sends = sorted(
-        beat_sends("dc-ha-worker1", window_start) + beat_sends("dc-ha-worker2", window_start)
+        beat_sends("dc-cluster-worker1", window_start)
+        + beat_sends("dc-cluster-worker2", window_start)
     )
     gaps = [b - a for a, b in zip(sends, sends[1:], strict=False)]
     restarted = slow_task_rows(
-        "dc-ha-worker1",
+        "dc-cluster-worker1",
         "[r.started_at.timestamp() for r in "
         f"S.objects.filter(task_id__startswith='{prefix}-', starts__gt=1)]",
     )
