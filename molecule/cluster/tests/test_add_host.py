@@ -112,13 +112,19 @@ def hba_sources(broker) -> list[str]:
 
 
 def ports_reached_from_the_new_host(address: str, ports: dict[int, str]) -> dict[str, str]:
-    """{port name: "open" or "closed"} for TCP connections from the new host to `address`."""
+    """{port name: "open", "refused" or "dropped"} for TCP connections from the new host to
+    `address` (a firewall drop shows as a connection that times out)."""
     probe = (
-        "import json, socket\n"
+        "import errno, json, socket\n"
         "reach = {}\n"
         f"for port, name in {ports!r}.items():\n"
         "    s = socket.socket(); s.settimeout(3)\n"
-        f"    reach[name] = 'open' if s.connect_ex(({address!r}, port)) == 0 else 'closed'\n"
+        "    try:\n"
+        f"        s.connect(({address!r}, port)); reach[name] = 'open'\n"
+        "    except socket.timeout:\n"
+        "        reach[name] = 'dropped'\n"
+        "    except ConnectionRefusedError:\n"
+        "        reach[name] = 'refused'\n"
         "print(json.dumps(reach))\n"
     )
     out = subprocess.run(
@@ -227,10 +233,11 @@ def test_the_new_host_reaches_the_database_the_projects_share_but_not_the_other_
     grown,
 ):
     """The broker host's PostgreSQL serves djangoapp and ha, whose fleets differ (the new host
-    is in djangoapp's only). The host's one firewall table lets each fleet reach its own
-    project's ports: the new host reaches PostgreSQL, not ha's RabbitMQ. (With a table per
-    project, ha's dropped the new host's PostgreSQL connections: CI, 2026-12-07.)"""
-    assert grown["reach"] == {"postgresql": "open", "ha's rabbitmq": "closed"}
+    is in djangoapp's workers group, and ha has a workers group of its own). The host's one
+    firewall table lets each fleet reach its own project's ports: the new host reaches
+    PostgreSQL, and its packets to ha's RabbitMQ, which listens there, are dropped. (With a table
+    per project, ha's dropped the new host's PostgreSQL connections: CI, 2026-12-07.)"""
+    assert grown["reach"] == {"postgresql": "open", "ha's rabbitmq": "dropped"}
 
 
 def changed_tasks(output: str) -> set[tuple[str, str]]:
