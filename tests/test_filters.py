@@ -792,3 +792,43 @@ def test_the_nodes_on_the_losing_side_of_a_recorded_partition_are_the_ones_to_re
 ):
     nodes = ["rabbit@a", "rabbit@b", "rabbit@c"]
     assert filters.rabbitmq_partitioned_nodes(partitions, nodes) == expected
+
+
+def _status(rc: int, item: str, disk_nodes: list[str]) -> dict:
+    return {"rc": rc, "item": item, "stdout": json.dumps({"disk_nodes": disk_nodes})}
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        # A cluster being built: no other node runs yet.
+        ([{"rc": 2, "item": "b", "stdout": ""}, {"rc": 2, "item": "c", "stdout": ""}], ""),
+        # A replaced host: the first peer is down too, the second lists the old node.
+        (
+            [
+                {"rc": 69, "item": "b", "stdout": ""},
+                _status(0, "c", ["rabbit@a", "rabbit@b", "rabbit@c"]),
+            ],
+            "c",
+        ),
+        # A new node the running cluster never had.
+        ([_status(0, "b", ["rabbit@b", "rabbit@c"])], ""),
+        ([{"rc": 0, "item": "b", "stdout": "not json"}], ""),
+    ],
+    ids=["new-cluster", "replaced-host", "new-node", "garbage"],
+)
+def test_a_blank_node_the_running_cluster_still_lists_is_a_replaced_host(results, expected):
+    assert filters.rabbitmq_peer_listing(results, "rabbit@a") == expected
+
+
+def test_the_debian_releases_of_the_broker_hosts_are_grouped_and_hosts_without_facts_left_out():
+    hostvars = {
+        "b1": {"ansible_facts": {"distribution_major_version": "12"}},
+        "b2": {"ansible_facts": {"distribution_major_version": "13"}},
+        "b3": {"ansible_facts": {"distribution_major_version": "12"}},
+        "b4": {},
+    }
+    assert filters.debian_releases(["b1", "b2", "b3", "b4"], hostvars) == {
+        "12": ["b1", "b3"],
+        "13": ["b2"],
+    }

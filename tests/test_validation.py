@@ -299,8 +299,14 @@ CASES = {
 
 
 def run_role(
-    tmp_path: Path, extra_vars: dict, hosts: dict, groups: dict | None = None
+    tmp_path: Path,
+    extra_vars: dict,
+    hosts: dict,
+    groups: dict | None = None,
+    facts: dict[str, dict] | None = None,
 ) -> subprocess.CompletedProcess:
+    """The role's play against the hosts; `facts` ({host: {fact: value}}) are set first, by a
+    play of set_fact (cacheable: into ansible_facts), as if gathered earlier in the run."""
     inventory = {
         "all": {
             "hosts": hosts,
@@ -319,12 +325,26 @@ def run_role(
         ANSIBLE_HOST_KEY_CHECKING="False",
         ANSIBLE_RETRY_FILES_ENABLED="False",
     )
+    playbook = PLAYBOOK
+    if facts:
+        playbook = tmp_path / "with-facts.yml"
+        plays = [
+            {
+                "name": f"Facts of {host}",
+                "hosts": host,
+                "gather_facts": False,
+                "tasks": [{"ansible.builtin.set_fact": {**host_facts, "cacheable": True}}],
+            }
+            for host, host_facts in facts.items()
+        ]
+        plays.append({"ansible.builtin.import_playbook": str(PLAYBOOK)})
+        playbook.write_text(json.dumps(plays))
     return subprocess.run(
         [
             "ansible-playbook",
             "-i",
             str(tmp_path / "inventory.json"),
-            str(PLAYBOOK),
+            str(playbook),
             "-e",
             f"@{tmp_path / 'vars.json'}",
         ],
@@ -475,3 +495,23 @@ def test_three_rabbitmq_hosts_and_two_beat_hosts_on_postgresql_pass_validation(t
     output = result.stdout + result.stderr
     assert "Check the number of releases kept" in output, output[-3000:]
     assert re.search(r"unreachable=1", output), output[-2000:]
+
+
+def test_a_rabbitmq_cluster_on_two_debian_releases_fails_before_any_change(tmp_path):
+    """RabbitMQ 4.0 (Debian 13) cannot join a 3.10 cluster (Debian 12)."""
+    hosts = fleet_hosts("w1", "b1", "b2", "b3", "db")
+    groups = {
+        "django_celery_workers": ["w1"],
+        "django_celery_beat": ["w1"],
+        "django_celery_broker": ["b1", "b2", "b3"],
+        "django_celery_database": ["db"],
+    }
+    facts = {
+        name: {"hostname": name, "distribution_major_version": release}
+        for name, release in (("b1", "12"), ("b2", "13"), ("b3", "12"))
+    }
+    result = run_role(tmp_path, {"django_celery_broker": "rabbitmq"}, hosts, groups, facts)
+    assert_failed_in_validation(
+        result,
+        r'mixes Debian\s+releases \(release: hosts, \{"12": \["b1", "b3"\], "13": \["b2"\]\}\)',
+    )

@@ -267,7 +267,7 @@ def rabbitmq_partitioned_nodes(partitions: Mapping | Sequence, nodes: Iterable[s
     {node: [nodes it is partitioned from]}), which rejoin only by restarting: each node that
     records itself as partitioned from more than half of the other nodes, or that more than half
     of the other nodes record as partitioned from them. A node that froze and came back records
-    every other node, and some of them record it (measured, RabbitMQ 3.10.8: one of two). When
+    every other node, and some of them record it (measured, RabbitMQ 3.10.8: one or both). When
     that would be half of the cluster or more there is no majority side, and none is named."""
     nodes = list(nodes)
     others = len(nodes) - 1
@@ -287,6 +287,34 @@ def rabbitmq_partitioned_nodes(partitions: Mapping | Sequence, nodes: Iterable[s
         if len(reported.get(node, ())) * 2 > others or len(listed_by.get(node, ())) * 2 > others
     )
     return losing if len(losing) * 2 < len(nodes) else []
+
+
+def debian_releases(hosts: Iterable[str], hostvars: Mapping) -> dict[str, list[str]]:
+    """{Debian major release: [hosts]} of the hosts whose facts are gathered (the others are
+    left out: the cluster's node names already need every broker host's facts)."""
+    releases: dict[str, list[str]] = {}
+    for host in hosts:
+        facts = (hostvars.get(host) or {}).get("ansible_facts") or {}
+        release = str(facts.get("distribution_major_version") or "")
+        if release:
+            releases.setdefault(release, []).append(host)
+    return releases
+
+
+def rabbitmq_peer_listing(results: Sequence[Mapping], node: str) -> str:
+    """The broker host whose running node lists `node` as a member of the cluster (results of
+    `rabbitmqctl cluster_status --formatter json` delegated to each other broker host, in order),
+    or "" when none does: a blank node of that name is then a new node, not a replaced one."""
+    for result in results:
+        if result.get("rc") != 0 or not result.get("stdout"):
+            continue
+        try:
+            status = json.loads(result["stdout"])
+        except ValueError:
+            continue
+        if node in (status.get("disk_nodes") or []) + (status.get("ram_nodes") or []):
+            return str(result.get("item", ""))
+    return ""
 
 
 def broker_addresses(
@@ -651,6 +679,8 @@ class FilterModule:
             "django_celery_broker_addresses": broker_addresses,
             "django_celery_rabbitmq_majority_runs": rabbitmq_majority_runs,
             "django_celery_rabbitmq_partitioned_nodes": rabbitmq_partitioned_nodes,
+            "django_celery_rabbitmq_peer_listing": rabbitmq_peer_listing,
+            "django_celery_debian_releases": debian_releases,
             "django_celery_rabbitmq_shared": rabbitmq_shared,
             "django_celery_rabbitmq_quorum_definitions": rabbitmq_quorum_definitions,
             "django_celery_rabbitmq_queue_type_conflicts": rabbitmq_queue_type_conflicts,

@@ -39,8 +39,12 @@ WORKERS = ["dc-cluster-worker1", "dc-cluster-worker2"]
 # A client whose node freezes blocks until that node answers again, confirm timeout or not
 # (measured; docs/RABBITMQ.md, limits), so the frozen host is never the producer's own node.
 PRODUCER = "dc-cluster-worker1"
-# What Celery logs when it cannot declare its delayed-delivery exchanges and queues on a node.
-FAILED_DECLARE = "Failed to declare exchanges and queues for"
+# What Celery logs when its delayed-delivery setup fails on a node, retries, or gives up.
+DELAYED_DELIVERY_TROUBLE = (
+    "Failed to declare exchanges and queues for",
+    "Retrying delayed delivery setup",
+    "Failed to setup delayed delivery",
+)
 # Row 2's frozen broker host: it holds no database and runs no worker of the project.
 PAUSED_BROKER_HOST = "dc-cluster-web"
 FULL = os.environ.get("DJANGO_CELERY_FULL") == "1"
@@ -134,15 +138,21 @@ def partitioned_nodes() -> dict[str, list[str]]:
     return {reporter: others for reporter, others in found.items() if others}
 
 
+def changed_hosts(output: str, task: str) -> list[str]:
+    """The hosts a playbook's output reports changed in the role's task named `task` (a delegated
+    task's line names the host it ran for first)."""
+    hosts = set()
+    for block in re.split(r"^(?=TASK \[)", output, flags=re.M):
+        if block.startswith(f"TASK [django_celery : {task}]"):
+            hosts.update(re.findall(r"^changed: \[([^\]\s]+)", block, re.M))
+    return sorted(hosts)
+
+
 def restarted_in_the_first_pass(output: str) -> list[str]:
     """The hosts restart_broker.yml's first pass (nodes recorded as partitioned) restarted."""
     first = output.split("PLAY [Restart the RabbitMQ nodes the cluster records as partitioned", 1)
     first = first[-1].split("PLAY [Restart the broker, one host at a time", 1)[0]
-    restarted = set()
-    for block in re.split(r"^(?=TASK \[)", first, flags=re.M):
-        if block.startswith("TASK [django_celery : Restart the broker]"):
-            restarted.update(re.findall(r"^changed: \[([^\]]+)\]", block, re.M))
-    return sorted(restarted)
+    return changed_hosts(first, "Restart the broker")
 
 
 def lead_from(target: str, queue: str) -> None:
@@ -491,7 +501,13 @@ def broker_host_paused(leader_killed):
         completion_gap=completion_gap(produced["prefix"]),
         members_back=bool(members),
         countdown_late=countdown_lateness(counts),
-        declared_on_other_nodes=delayed_delivery_declared_elsewhere(paused_at),
+    )
+    journal = worker_journal_since(paused_at)
+    counts.update(
+        reconnects=sum("Connected to amqp://" in line for line in journal),
+        delayed_delivery_trouble=[
+            line for line in journal if any(text in line for text in DELAYED_DELIVERY_TROUBLE)
+        ],
     )
     say(f"row 2, broker host paused {PAUSE} s", counts)
     return counts
@@ -524,9 +540,8 @@ def test_the_silent_broker_hosts_members_are_back_once_it_answers(broker_host_pa
     assert broker_host_paused["members_back"]
 
 
-def delayed_delivery_declared_elsewhere(since: float) -> list[str]:
-    """The workers' journal lines, since `since`, of Celery declaring its delayed-delivery
-    exchanges and queues on a node other than the one its consumer reconnected to."""
+def worker_journal_since(since: float) -> list[str]:
+    """The ha worker pools' journal lines on both worker hosts since `since` (epoch time)."""
     lines = []
     for host in WORKERS:
         out = (
@@ -534,7 +549,7 @@ def delayed_delivery_declared_elsewhere(since: float) -> list[str]:
             .run(f"journalctl -u '{NAME}-worker@*' --since=@{int(since)} --no-pager -o cat")
             .stdout
         )
-        lines += [f"{host}: {line}" for line in out.splitlines() if FAILED_DECLARE in line]
+        lines += [f"{host}: {line}" for line in out.splitlines()]
     return lines
 
 
@@ -544,8 +559,10 @@ def test_a_worker_that_reconnects_while_a_node_is_frozen_declares_nothing_on_the
     """Celery 5.7.0 declares its delayed-delivery exchanges and queues on every node of the
     broker URL each time a consumer reconnects, three tries each: a frozen node held worker1's
     consumer for 35 s (2026-12-07). The deploy settings keep it to the node the consumer has
-    just connected to (the nodes of one cluster share their definitions)."""
-    assert broker_host_paused["declared_on_other_nodes"] == []
+    just connected to (the nodes of one cluster share their definitions): no worker logged a
+    failed, retried or abandoned delayed-delivery setup since the freeze began. The row prints
+    how many consumer connections the workers made meanwhile ("reconnects")."""
+    assert broker_host_paused["delayed_delivery_trouble"] == []
 
 
 @pytest.fixture(scope="module")
@@ -743,3 +760,53 @@ def test_the_tasks_a_lost_worker_host_was_running_are_redelivered_to_the_others(
         <= REDELIVERY_BOUND
         < beat_host_paused["resumed_after"]
     )
+
+
+@pytest.fixture(scope="module")
+def replaced_broker_host(beat_host_paused):
+    """A broker host replaced: web's RabbitMQ node wiped as a new disk would have it (the node
+    stopped, its package purged, /var/lib/rabbitmq and /etc/rabbitmq removed), then the ha
+    project's playbook run again, as an operator would after rebuilding the host."""
+    web = node(PAUSED_BROKER_HOST)
+    web.check_output(
+        "systemctl stop rabbitmq-server && DEBIAN_FRONTEND=noninteractive apt-get purge -y -q "
+        "rabbitmq-server && rm -rf /var/lib/rabbitmq /etc/rabbitmq"
+    )
+    listed_before = cluster_status("dc-cluster-broker")["disk_nodes"]
+    result = playbook("molecule/cluster/ha.yml")
+    members = wait_until(all_members_online, MEMBERS_BACK_BOUND, 2)
+    status = {host: cluster_status(host) for host in BROKERS}
+    counts = {
+        "rc": result.returncode,
+        "output": result.stdout[-3000:],
+        "listed_before": listed_before,
+        "forgotten": changed_hosts(result.stdout, "Make the cluster forget this host's old node"),
+        "grown": changed_hosts(
+            result.stdout, "Give the replaced host's node its quorum queue members back"
+        ),
+        "running": {host: sorted(item["running_nodes"]) for host, item in status.items()},
+        "partitions": {host: item.get("partitions") or {} for host, item in status.items()},
+        "members_back": bool(members),
+    }
+    say("replaced broker host", {k: v for k, v in counts.items() if k != "output"})
+    return counts
+
+
+def test_a_replaced_broker_host_rejoins_the_cluster_by_itself(replaced_broker_host):
+    """The run succeeds, the cluster first forgot the old node (the running cluster still listed
+    it), and every node then runs in one cluster of three with no partition."""
+    assert replaced_broker_host["rc"] == 0, replaced_broker_host["output"]
+    assert f"rabbit@{BROKERS[PAUSED_BROKER_HOST]}" in replaced_broker_host["listed_before"]
+    assert replaced_broker_host["forgotten"] == [PAUSED_BROKER_HOST]
+    assert replaced_broker_host["running"] == dict.fromkeys(BROKERS, NODES)
+    assert replaced_broker_host["partitions"] == dict.fromkeys(BROKERS, {})
+
+
+def test_a_replaced_broker_hosts_node_gets_its_quorum_queue_members_back(replaced_broker_host):
+    assert replaced_broker_host["grown"] == [PAUSED_BROKER_HOST]
+    assert replaced_broker_host["members_back"]
+
+
+def test_a_task_goes_through_the_cluster_after_a_broker_host_was_replaced(replaced_broker_host):
+    out = node(PRODUCER).check_output(f"{MANAGE} run_task demo.tasks.add 2 3 --timeout 60")
+    assert json.loads(out.strip().splitlines()[-1]) == 5
