@@ -219,3 +219,15 @@ while not stop.exists() and time.monotonic() < deadline:
 result = {{'ids': sent, 'last_sent': last_sent, 'stopped': stop.exists()}}
 pathlib.Path('/var/lib/djangoapp/stream-{run}.json').write_text(json.dumps(result))
 """
+
+
+def changed_tasks(output: str) -> set[tuple[str, str]]:
+    """(task, host) for every task or handler a playbook run reported changed (a delegated
+    task's line, "changed: [host -> delegate]", counts for the host it ran for)."""
+    found = set()
+    for block in re.split(r"^(?=TASK \[|RUNNING HANDLER \[)", output, flags=re.M):
+        header = re.match(r"^(?:TASK|RUNNING HANDLER) \[(?:django_celery : )?(.*?)\]", block)
+        if header:
+            for name in re.findall(r"^changed: \[([^\]\s]+)(?: -> [^\]]+)?\]", block, re.M):
+                found.add((header[1], name))
+    return found

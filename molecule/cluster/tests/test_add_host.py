@@ -28,6 +28,7 @@ from fleet import (
     INVENTORY,
     SCENARIO,
     WORKER_HOSTS,
+    changed_tasks,
     node,
     recap,
     services_snapshot,
@@ -238,17 +239,6 @@ def test_the_new_host_reaches_the_database_the_projects_share_but_not_the_other_
     PostgreSQL, and its packets to ha's RabbitMQ, which listens there, are dropped. (With a table
     per project, ha's dropped the new host's PostgreSQL connections: CI, 2026-12-07.)"""
     assert grown["reach"] == {"postgresql": "open", "ha's rabbitmq": "dropped"}
-
-
-def changed_tasks(output: str) -> set[tuple[str, str]]:
-    """(task, host) for every task a run reported changed."""
-    found = set()
-    for block in re.split(r"^(?=TASK \[|RUNNING HANDLER \[)", output, flags=re.M):
-        header = re.match(r"^(?:TASK|RUNNING HANDLER) \[(?:django_celery : )?(.*?)\]", block)
-        if header:
-            for name in re.findall(r"^changed: \[([^\]]+)\]", block, re.M):
-                found.add((header[1], name))
-    return found
 
 
 def changed_files(output: str) -> dict[str, list[str]]:

@@ -18,6 +18,7 @@ import pytest
 from fleet import (
     INVENTORY,
     SCENARIO,
+    changed_tasks,
     docker,
     from_outside_the_fleet,
     node,
@@ -139,13 +140,8 @@ def partitioned_nodes() -> dict[str, list[str]]:
 
 
 def changed_hosts(output: str, task: str) -> list[str]:
-    """The hosts a playbook's output reports changed in the role's task named `task` (a delegated
-    task's line names the host it ran for first)."""
-    hosts = set()
-    for block in re.split(r"^(?=TASK \[)", output, flags=re.M):
-        if block.startswith(f"TASK [django_celery : {task}]"):
-            hosts.update(re.findall(r"^changed: \[([^\]\s]+)", block, re.M))
-    return sorted(hosts)
+    """The hosts a playbook's output reports changed in the role's task named `task`."""
+    return sorted({host for name, host in changed_tasks(output) if name == task})
 
 
 def restarted_in_the_first_pass(output: str) -> list[str]:
