@@ -29,8 +29,13 @@ from fleet import (
     NAME,
     STREAM,
     WEB,
+    WORKER_HOSTS,
+    current_release,
+    group_vars,
+    main_pid,
     node,
     playbook,
+    process_environment,
     recap,
     run_id,
     site_yml,
@@ -41,6 +46,7 @@ from fleet import (
 testinfra_hosts = [f"ansible://{WEB}"]
 
 ENV_FILE = f"/etc/{NAME}/{NAME}.env"
+WORKER_UNIT = f"{NAME}-worker@default.service"
 
 # On the web host until the stop file appears (or 600 s): GET /health/ from gunicorn as fast as
 # one client can; count answers, connection errors and answers whose database check failed (the
@@ -127,7 +133,23 @@ def rotated():
     )
     time.sleep(3)
 
-    rollout = site_yml()
+    # The same release, a new password and one setting more: the rollout must restart every
+    # service although the current link stays where it was (rotate_secrets.yml gets the same
+    # values, as an operator would pass them again).
+    marker = f"marker-{run}"
+    extra = (
+        "-e",
+        json.dumps(
+            {
+                "django_celery_extra_env": {
+                    **group_vars()["django_celery_extra_env"],
+                    "DEPLOY_MARKER": marker,
+                }
+            }
+        ),
+    )
+    releases = {name: current_release(name) for name in APP_HOSTS}
+    rollout = site_yml(*extra)
 
     web.check_output(f"install -o {NAME} -m 0644 /dev/null /var/lib/{NAME}/stop-stream-{run}")
     old_login = stop_old_login_loop(last, label)
@@ -142,8 +164,14 @@ def rotated():
         f"during the rollout: {len(sent)} tasks sent; health loop {health}; old login {old_login}"
     )
 
-    retire = playbook("playbooks/rotate_secrets.yml")
+    retire = playbook("playbooks/rotate_secrets.yml", *extra)
     return {
+        "marker": marker,
+        "releases": (releases, {name: current_release(name) for name in APP_HOSTS}),
+        "worker_environments": {
+            name: process_environment(node(name), main_pid(node(name), WORKER_UNIT))
+            for name in WORKER_HOSTS
+        },
         "before": before,
         "after": {name: env_value(name, "DATABASE_URL") for name in APP_HOSTS},
         "old_secret": old_secret,
@@ -159,6 +187,16 @@ def rotated():
 
 def test_the_rollout_of_a_new_database_password_succeeds(rotated):
     assert rotated["rollout"].returncode == 0, rotated["rollout"].stdout[-4000:]
+
+
+def test_a_configuration_change_without_a_new_release_reaches_the_running_workers(rotated):
+    """The rollout changed the environment file, not the release: the workers still had to
+    restart into it (their running processes hold the new setting and the new login)."""
+    before, after = rotated["releases"]
+    assert after == before, (before, after)
+    for name, environment in rotated["worker_environments"].items():
+        assert environment.get("DEPLOY_MARKER") == rotated["marker"], name
+        assert login_of(environment.get("DATABASE_URL", "")) == f"{NAME}_alt", name
 
 
 def test_rotate_secrets_then_succeeds(rotated):

@@ -1,7 +1,8 @@
 """site.yml as operators run it on a running fleet: a bad value stops every host before any
-change; a configuration change reaches the running workers; a rolling redeploy with tasks in
-flight loses none, restarts every service into the new release after its migrations, and
-leaves the hosts' other firewall rules alone; a failed rollout stops and names the host.
+change; a rolling redeploy with tasks in flight loses none, restarts every service into the
+new release after its migrations, and leaves the hosts' other firewall rules alone; a failed
+rollout stops and names the host. (A configuration change without a new release:
+test_password_rotation.py, whose rollout is one.)
 
 The failed rollout runs last: it leaves the web host on a broken bind (the next site.yml run
 with good values repairs it).
@@ -30,9 +31,7 @@ from fleet import (
     app_units,
     current_release,
     inventory_with_host_vars,
-    main_pid,
     node,
-    process_environment,
     recap,
     run_id,
     services_snapshot,
@@ -101,27 +100,6 @@ def test_a_bad_value_on_one_host_stops_every_host_at_validation(bad_value_on_one
     output = output_of(bad_value_on_one_host["result"])
     assert "TASK [django_celery : Check the time limits]" in output
     assert headers_after(output, "django_celery : Check the time limits") == []
-
-
-# --- A configuration change without a new release ------------------------------------------
-
-
-def test_configuration_change_without_a_new_release_reaches_the_running_workers():
-    """site.yml's release play changes the environment file; the rollout must restart the
-    services even though the release (and so the current link) stays the same."""
-    release = current_release("dc-cluster-worker1")
-    marker = f"marker-{run_id()}"
-    extra = {
-        "django_celery_release": release,
-        "django_celery_extra_env": {"CELERY_HEARTBEAT_INTERVAL": "5", "DEPLOY_MARKER": marker},
-    }
-    deploy = site_yml("-e", json.dumps(extra))
-    assert deploy.returncode == 0, deploy.stdout[-4000:]
-    for name in WORKER_HOSTS:
-        worker = node(name)
-        assert current_release(name) == release
-        pid = main_pid(worker, f"{NAME}-worker@default.service")
-        assert process_environment(worker, pid).get("DEPLOY_MARKER") == marker, name
 
 
 # --- A rolling redeploy with tasks in flight -------------------------------------------------
