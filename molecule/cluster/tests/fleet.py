@@ -31,6 +31,12 @@ WEB = "dc-cluster-web"
 BEAT_HOST = "dc-cluster-worker1"
 APP_HOSTS = [WEB, "dc-cluster-worker1", "dc-cluster-worker2"]
 WORKER_HOSTS = {"dc-cluster-worker1": "worker1", "dc-cluster-worker2": "worker2"}
+# The ha project's RabbitMQ cluster (vars/ha.yml): its hosts and their nodes' short names.
+HA_BROKERS = {
+    "dc-cluster-broker": "broker",
+    "dc-cluster-web": "web",
+    "dc-cluster-worker1": "worker1",
+}
 
 
 def group_vars() -> dict:

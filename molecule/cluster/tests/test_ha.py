@@ -16,6 +16,7 @@ import time
 
 import pytest
 from fleet import (
+    HA_BROKERS,
     INVENTORY,
     SCENARIO,
     changed_tasks,
@@ -32,7 +33,7 @@ testinfra_hosts = ["ansible://dc-cluster-web"]
 
 NAME = "ha"
 MANAGE = f"{NAME}-manage"
-BROKERS = {"dc-cluster-broker": "broker", "dc-cluster-web": "web", "dc-cluster-worker1": "worker1"}
+BROKERS = HA_BROKERS
 NODES = sorted(f"rabbit@{short}" for short in BROKERS.values())
 BEAT_HOSTS = ["dc-cluster-worker1", "dc-cluster-worker2"]
 WORKERS = ["dc-cluster-worker1", "dc-cluster-worker2"]
