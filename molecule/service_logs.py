@@ -5,7 +5,8 @@ module (test_zzzzz_service_logs.py) reads them after every other test, faults in
 Only entries written since this module was imported count (pytest imports every test module
 before the first test runs; the test hosts share the controller's clock), so a development
 host that ran the tests before is judged on this session alone. DJANGO_CELERY_LOGS_SINCE (an
-ISO date and time in UTC) moves that start back, to judge one module run alone by hand.
+ISO date and time; UTC when it names no offset) moves that start back, to judge one module
+run alone by hand.
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ import os
 import re
 from collections import Counter
 from datetime import UTC, datetime
+from typing import NamedTuple
+
+
+def _since(value: str) -> datetime:
+    given = datetime.fromisoformat(value)
+    return (given if given.tzinfo else given.replace(tzinfo=UTC)).astimezone(UTC)
+
 
 SESSION_START = (
-    datetime.fromisoformat(os.environ["DJANGO_CELERY_LOGS_SINCE"]).replace(tzinfo=UTC)
+    _since(os.environ["DJANGO_CELERY_LOGS_SINCE"])
     if os.environ.get("DJANGO_CELERY_LOGS_SINCE")
     else datetime.now(UTC)
 )
@@ -44,12 +52,21 @@ POSTGRESQL_ENTRY = re.compile(
 )
 
 
-def redis_trouble(host) -> list[str]:
-    """The session's lines of the host's Redis logs that tell of lost or refused data, each
+class Reading(NamedTuple):
+    """A log read for this session: how many of its entries were parsed (none would mean a
+    format this module does not know, not a clean log), and the ones that tell of trouble, each
     prefixed with its file."""
-    found = []
+
+    entries: int
+    trouble: list[str]
+
+
+def redis_log(host) -> Reading:
+    """The session's entries of the host's Redis logs, and those that tell of lost or refused
+    data."""
+    entries, found = 0, []
     for line in host.check_output(f"grep -H '' {REDIS_LOG_GLOB}").splitlines():
-        path, _, entry = line.partition(":")
+        _, _, entry = line.partition(":")
         match = REDIS_ENTRY.match(entry)
         if not match:
             continue
@@ -57,13 +74,20 @@ def redis_trouble(host) -> list[str]:
         when = datetime.strptime(stamp, "%d %b %Y %H:%M:%S").replace(tzinfo=UTC)
         if when < SESSION_START.replace(microsecond=0):
             continue
+        entries += 1
         if REDIS_TROUBLE.search(text) and not any(w in text for w in REDIS_CONTAINER_WARNINGS):
             found.append(line)
-    return found
+    return Reading(entries, found)
+
+
+# A lock request that cancels autovacuum on a table: PostgreSQL logs it as an ERROR, and
+# autovacuum comes back to the table later.
+POSTGRESQL_HARMLESS = re.compile(r"^canceling autovacuum task$")
 
 
 def postgresql_messages(host) -> Counter:
-    """{(severity, message): count} of the session's WARNING, ERROR, FATAL and PANIC entries."""
+    """{(severity, message): count} of the session's WARNING, ERROR, FATAL and PANIC entries,
+    less cancelled autovacuum runs."""
     found: Counter = Counter()
     for line in host.check_output(f"cat {POSTGRESQL_LOG_GLOB}").splitlines():
         match = POSTGRESQL_ENTRY.match(line)
@@ -71,7 +95,7 @@ def postgresql_messages(host) -> Counter:
             continue
         stamp, severity, text = match.groups()
         when = datetime.fromisoformat(stamp).replace(tzinfo=UTC)
-        if when >= SESSION_START.replace(microsecond=0):
+        if when >= SESSION_START.replace(microsecond=0) and not POSTGRESQL_HARMLESS.match(text):
             found[(severity, text)] += 1
     return found
 
@@ -83,15 +107,18 @@ RABBITMQ_ENTRY = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})\.\d+\+00:00
 RABBITMQ_CRASH = re.compile(r"\*\* Generic server \S+ terminating|crasher:|CRASH REPORT")
 
 
-def rabbitmq_crashes(host) -> list[str]:
-    """The session's crash reports in the RabbitMQ node's logs, each prefixed with its file."""
-    found = []
+def rabbitmq_log(host) -> Reading:
+    """The session's entries of the RabbitMQ node's logs, and its crash reports."""
+    entries, found = 0, []
     for line in host.check_output(f"grep -H '' {RABBITMQ_LOG_GLOB}").splitlines():
-        path, _, entry = line.partition(":")
+        _, _, entry = line.partition(":")
         match = RABBITMQ_ENTRY.match(entry)
-        if not match or not RABBITMQ_CRASH.search(match.group(3)):
+        if not match:
             continue
         when = datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC)
-        if when >= SESSION_START.replace(microsecond=0):
+        if when < SESSION_START.replace(microsecond=0):
+            continue
+        entries += 1
+        if RABBITMQ_CRASH.search(match.group(3)):
             found.append(line)
-    return found
+    return Reading(entries, found)

@@ -8,7 +8,10 @@ directory and run playbooks/rotate_secrets.yml. The rollout (its first plays, si
 alone first, while a process on the last host of the rollout keeps opening database connections
 with the old credentials and a client keeps asking the web host's /health/ (a database query and
 a broker connection per request); rotate_secrets.yml then retires the old login. The new
-password stays in the inventory, so later modules' runs change nothing.
+password stays in the inventory. The rollout also sets one more environment variable
+(DEPLOY_MARKER: a configuration change without a new release); it stays in the hosts'
+environment files until test_rollout.py's redeploy, so a module sorted between the two that
+expects a run to change nothing must pass it too.
 """
 
 from __future__ import annotations

@@ -62,6 +62,13 @@ def test_erlang_port_mapper_and_distribution_listen_on_loopback_only(host):
     assert len(erlang) == 2 and all(s.startswith("tcp://127.") for s in erlang), erlang
 
 
+def test_rabbitmq_stops_before_erlangs_port_mapper(host):
+    """At shutdown rabbitmqctl stop needs the port mapper to reach the node (the role's drop-in;
+    test_zzzzz_service_logs.py reads the log after the fault suite's reboot)."""
+    after = host.check_output("systemctl show --property=After --value rabbitmq-server.service")
+    assert "epmd.service" in after.split(), after
+
+
 def test_rabbitmq_consumer_timeout_exceeds_the_hard_time_limit(host, settings):
     out = host.check_output("rabbitmqctl eval 'application:get_env(rabbit, consumer_timeout).'")
     timeout_ms = int(out.strip().strip("{}").split(",")[1])

@@ -1,5 +1,6 @@
-"""RabbitMQ's log after every other test of the session (this module sorts last): no crash, and
-no error beyond the refusals the negative tests caused themselves.
+"""RabbitMQ's log after every other test of the session but the fault suite (which
+test_zzzzz_service_logs.py follows, for crash reports): no crash, and no error beyond the
+refusals the negative tests caused themselves.
 
 The window is this test session (the host shares the controller's clock). The refusals the tests
 expect are counted by rabbitmq_helpers.connect(): a refused login the app made itself (say, a
