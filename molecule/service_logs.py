@@ -61,23 +61,40 @@ class Reading(NamedTuple):
     trouble: list[str]
 
 
+def read_session(host, pattern: str, parse, is_trouble) -> Reading:
+    """Read the files matching pattern on the host: parse(entry) gives (time, text) for an entry
+    it knows, else None; is_trouble(text) picks the entries to report."""
+    entries, found = 0, []
+    for line in host.check_output(f"grep -H '' {pattern}").splitlines():
+        parsed = parse(line.partition(":")[2])
+        if parsed is None or parsed[0] < SESSION_START.replace(microsecond=0):
+            continue
+        entries += 1
+        if is_trouble(parsed[1]):
+            found.append(line)
+    return Reading(entries, found)
+
+
+def _redis_entry(entry: str):
+    match = REDIS_ENTRY.match(entry)
+    if not match:
+        return None
+    when = datetime.strptime(match.group(1), "%d %b %Y %H:%M:%S").replace(tzinfo=UTC)
+    return when, match.group(3)
+
+
 def redis_log(host) -> Reading:
     """The session's entries of the host's Redis logs, and those that tell of lost or refused
     data."""
-    entries, found = 0, []
-    for line in host.check_output(f"grep -H '' {REDIS_LOG_GLOB}").splitlines():
-        _, _, entry = line.partition(":")
-        match = REDIS_ENTRY.match(entry)
-        if not match:
-            continue
-        stamp, _, text = match.groups()
-        when = datetime.strptime(stamp, "%d %b %Y %H:%M:%S").replace(tzinfo=UTC)
-        if when < SESSION_START.replace(microsecond=0):
-            continue
-        entries += 1
-        if REDIS_TROUBLE.search(text) and not any(w in text for w in REDIS_CONTAINER_WARNINGS):
-            found.append(line)
-    return Reading(entries, found)
+    return read_session(
+        host,
+        REDIS_LOG_GLOB,
+        _redis_entry,
+        lambda text: (
+            bool(REDIS_TROUBLE.search(text))
+            and not any(warning in text for warning in REDIS_CONTAINER_WARNINGS)
+        ),
+    )
 
 
 # A lock request that cancels autovacuum on a table: PostgreSQL logs it as an ERROR, and
@@ -107,18 +124,15 @@ RABBITMQ_ENTRY = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})\.\d+\+00:00
 RABBITMQ_CRASH = re.compile(r"\*\* Generic server \S+ terminating|crasher:|CRASH REPORT")
 
 
+def _rabbitmq_entry(entry: str):
+    match = RABBITMQ_ENTRY.match(entry)
+    if not match:
+        return None
+    return datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC), match.group(3)
+
+
 def rabbitmq_log(host) -> Reading:
     """The session's entries of the RabbitMQ node's logs, and its crash reports."""
-    entries, found = 0, []
-    for line in host.check_output(f"grep -H '' {RABBITMQ_LOG_GLOB}").splitlines():
-        _, _, entry = line.partition(":")
-        match = RABBITMQ_ENTRY.match(entry)
-        if not match:
-            continue
-        when = datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC)
-        if when < SESSION_START.replace(microsecond=0):
-            continue
-        entries += 1
-        if RABBITMQ_CRASH.search(match.group(3)):
-            found.append(line)
-    return Reading(entries, found)
+    return read_session(
+        host, RABBITMQ_LOG_GLOB, _rabbitmq_entry, lambda text: bool(RABBITMQ_CRASH.search(text))
+    )
