@@ -220,6 +220,25 @@ def ansible_playbook(*args: str, playbook: str = "") -> subprocess.CompletedProc
     )
 
 
+def playbook_failure(result: subprocess.CompletedProcess, tail: int = 3000) -> str:
+    """What made an ansible-playbook run fail, first line first (pytest's summary of a failed
+    test shows only that line, and CI only the summary): the failed task and its error, or
+    ansible-playbook's own ERROR line; then the tail of the output."""
+    first = f"rc={result.returncode}: no failed task in the output"
+    task = ""
+    for line in result.stdout.splitlines():
+        if line.startswith("TASK ["):
+            task = line.rstrip("* ")
+        elif line.startswith(("fatal: ", "failed: ")) or line.startswith("ERROR!"):
+            first = f"rc={result.returncode}: {task} {line}"[:600]
+            break
+    else:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+        if errors:
+            first = f"rc={result.returncode}: {errors[0]}"[:600]
+    return first + "\n" + result.stdout[-tail:] + result.stderr[-2000:]
+
+
 def configuration_checksums(host, *paths: str) -> dict:
     """SHA-256 of every file under the given directories of the host: {path: digest}."""
     quoted = " ".join(_quote(p) for p in paths)

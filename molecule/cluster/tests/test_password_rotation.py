@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from conftest import start_old_login_loop, stop_old_login_loop
+from conftest import playbook_failure, start_old_login_loop, stop_old_login_loop
 from fleet import (
     APP_HOSTS,
     BEAT_HOST,
@@ -189,7 +189,7 @@ def rotated():
 
 
 def test_the_rollout_of_a_new_database_password_succeeds(rotated):
-    assert rotated["rollout"].returncode == 0, rotated["rollout"].stdout[-4000:]
+    assert rotated["rollout"].returncode == 0, playbook_failure(rotated["rollout"])
 
 
 def test_a_configuration_change_without_a_new_release_reaches_the_running_workers(rotated):
@@ -203,7 +203,7 @@ def test_a_configuration_change_without_a_new_release_reaches_the_running_worker
 
 
 def test_rotate_secrets_then_succeeds(rotated):
-    assert rotated["retire"].returncode == 0, rotated["retire"].stdout[-4000:]
+    assert rotated["retire"].returncode == 0, playbook_failure(rotated["retire"])
 
 
 def test_every_app_host_moves_to_the_other_login_with_the_new_password(rotated):

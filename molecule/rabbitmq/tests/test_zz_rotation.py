@@ -22,6 +22,7 @@ from conftest import (
     SCENARIO,
     ansible_playbook,
     manage,
+    playbook_failure,
     start_old_login_loop,
     stop_old_login_loop,
     unit_of,
@@ -68,7 +69,7 @@ def rotate_watched(host, *args: str) -> dict:
 
 
 def play_output(run: dict, key: str = "result") -> str:
-    return run[key].stdout[-3000:] + run[key].stderr[-2000:]
+    return playbook_failure(run[key])
 
 
 # Characters that need quoting or encoding somewhere on their way (URL, environment file read by
