@@ -62,6 +62,17 @@ CASES = {
         {"django_celery_broker": "rabbitmq", "django_celery_rabbitmq_delivery_limit": 0},
         r"django_celery_rabbitmq_delivery_limit 1 or more \(it is 0\)",
     ),
+    "rabbitmq_dead_letter_resend_too_soon": (
+        {
+            "django_celery_broker": "rabbitmq",
+            "django_celery_rabbitmq_dead_letter_confirm_timeout_ms": 500,
+        },
+        r"django_celery_rabbitmq_dead_letter_confirm_timeout_ms\s+1000 ms or more \(it is 500\)",
+    ),
+    "rabbitmq_net_ticktime_too_short": (
+        {"django_celery_broker": "rabbitmq", "django_celery_rabbitmq_net_ticktime": 2},
+        r"django_celery_rabbitmq_net_ticktime must be 5 s or more \(it is 2\)",
+    ),
     "rabbitmq_pool_consuming_the_dead_letter_queue": (
         {
             "django_celery_broker": "rabbitmq",

@@ -69,6 +69,8 @@ COUNTDOWN_LATE_BOUND = 30
 # A node that stops answering is declared down after net_ticktime (30 s, up to 1.25 times
 # that), then its queues elect new leaders and its clients' confirms time out (5 s) and move on.
 RECOVERY_BOUND = 60
+# A countdown task whose dead-letter hop waited on the frozen node: after that node answers.
+RESUME_BOUND = 30
 MEMBERS_BACK_BOUND = 120
 TAKEOVER_BOUND = LOCK_TIMEOUT + 20
 # RabbitMQ closes a silent client's connection after two missed heartbeats (10 s each).
@@ -275,17 +277,20 @@ def longest_gap(times: list[float]) -> float:
     return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
 
 
-def countdown_lateness(counts: dict) -> float:
-    """How late the latest countdown task started, in seconds after its due time."""
+def countdown_starts(counts: dict) -> list[list[float]]:
+    """[due, started] of each countdown task that ran (epoch times), in the order they were
+    sent (earliest due first)."""
     started = slow_task_rows(
         PRODUCER,
         "{r.task_id: r.started_at.timestamp() for r in "
         f"S.objects.filter(task_id__startswith='{counts['prefix']}-cd-')}}",
     )
-    return max(
-        (started[task_id] - due for task_id, due in counts["countdowns"] if task_id in started),
-        default=0.0,
-    )
+    return [[due, started[task_id]] for task_id, due in counts["countdowns"] if task_id in started]
+
+
+def lateness(starts: list[list[float]]) -> list[float]:
+    """How late each countdown task started, in seconds after its due time."""
+    return [round(started - due, 1) for due, started in starts]
 
 
 def completion_gap(prefix: str) -> float:
@@ -310,7 +315,8 @@ def say(row: str, figures: dict) -> None:
     shown = {
         k: (round(v, 1) if isinstance(v, float) else v)
         for k, v in figures.items()
-        if k not in ("countdowns", "prefix", "lost") or (k == "lost" and v)
+        if k not in ("countdowns", "countdown_starts", "resumed_at", "prefix", "lost")
+        or (k == "lost" and v)
     }
     print(f"{row}: {json.dumps(shown)}")
 
@@ -342,6 +348,17 @@ def test_every_node_pauses_a_minority_rather_than_split():
             broker, "eval", "application:get_env(rabbit, cluster_partition_handling)."
         )
         assert out.strip() == "{ok,pause_minority}", broker
+
+
+def test_every_nodes_dead_letter_workers_send_an_unconfirmed_message_again_after_10_s():
+    """Not RabbitMQ's 180 s: countdown tasks held that long behind a frozen node (row 2)."""
+    for broker in BROKERS:
+        out = rabbitmqctl(
+            broker,
+            "eval",
+            "application:get_env(rabbit, dead_letter_worker_publisher_confirm_timeout).",
+        )
+        assert out.strip() == "{ok,10000}", broker
 
 
 def test_every_queue_of_the_project_is_a_quorum_queue_with_a_member_on_every_node():
@@ -438,8 +455,8 @@ def leader_killed():
         running=bool(running),
         members_back=bool(members),
         not_critical=bool(not_critical),
-        countdown_late=countdown_lateness(counts),
     )
+    counts["countdown_lates"] = lateness(countdown_starts(counts))
     say("row 1+3, kill -9 of the slow queue's leader", counts)
     return counts
 
@@ -457,8 +474,11 @@ def test_publishing_goes_on_within_the_bound_after_the_leader_is_killed(leader_k
     assert leader_killed["publish_gap"] <= PUBLISH_GAP_BOUND
 
 
-def test_countdown_tasks_fire_within_the_bound_of_their_due_time_across_the_kill(leader_killed):
-    assert leader_killed["countdown_late"] <= COUNTDOWN_LATE_BOUND
+def test_every_countdown_task_fires_within_the_bound_of_its_due_time_across_the_kill(
+    leader_killed,
+):
+    assert leader_killed["held"] == []
+    assert max(leader_killed["countdown_lates"], default=0.0) <= COUNTDOWN_LATE_BOUND
 
 
 def test_the_killed_node_runs_again_with_every_queue_member_online_and_no_node_quorum_critical(
@@ -475,9 +495,7 @@ def test_the_killed_node_runs_again_with_every_queue_member_online_and_no_node_q
 def broker_host_paused(leader_killed):
     """Row 2: a broker host that stops answering (docker pause: its processes freeze, its
     network stack still acknowledges TCP) for PAUSE seconds while tasks flow: web, a node that
-    holds no database and runs no worker of the project. Countdown tasks its delayed queues
-    held may stay there until the node restarts (RabbitMQ 3.10.8, below); the rolling restart
-    that follows must release them."""
+    holds no database and runs no worker of the project."""
     for queue in ("celery", "slow"):
         lead_from(f"rabbit@{BROKERS[PAUSED_BROKER_HOST]}", queue)
     produced = start_producer("pause")
@@ -490,6 +508,7 @@ def broker_host_paused(leader_killed):
         time.sleep(PAUSE)
     finally:
         docker("unpause", host)
+    resumed_at = time.time()
     members = wait_until(all_members_online, MEMBERS_BACK_BOUND, 2)
     counts = finish_producer(produced, wait=COUNTDOWN_RANGE[1] + RECOVERY_BOUND)
     counts.update(
@@ -497,8 +516,10 @@ def broker_host_paused(leader_killed):
         + [f"{sum(name.startswith('celery_delayed') for name in led)} delayed queues"],
         completion_gap=completion_gap(produced["prefix"]),
         members_back=bool(members),
-        countdown_late=countdown_lateness(counts),
+        countdown_starts=countdown_starts(counts),
+        resumed_at=resumed_at,
     )
+    counts["countdown_lates"] = lateness(counts["countdown_starts"])
     journal = worker_journal_since(paused_at)
     counts.update(
         reconnects=sum("Connected to amqp://" in line for line in journal),
@@ -527,10 +548,23 @@ def test_tasks_flow_again_within_the_bound_while_a_broker_host_is_silent(broker_
     assert broker_host_paused["completion_gap"] <= RECOVERY_BOUND
 
 
-def test_countdown_tasks_that_ran_fired_within_the_recovery_bound_of_their_due_time(
+def test_every_countdown_task_fired_within_the_bound_of_its_due_time_or_of_the_nodes_return(
     broker_host_paused,
 ):
-    assert broker_host_paused["countdown_late"] <= RECOVERY_BOUND
+    """Each countdown task ran (none still held in a delayed queue), and started at most
+    RECOVERY_BOUND after its due time, or, for one whose next hop waited on the frozen node,
+    at most RESUME_BOUND after that node answered again: RabbitMQ 3.10.8's dead-letter worker
+    can address a target queue's old leader, and learns of the new one only from it
+    (docs/RABBITMQ.md). Seen: 62.0 s late, 2 s after the node's return (CI, 2026-12-07);
+    69.7 s, 12 s after it."""
+    assert broker_host_paused["held"] == []
+    resumed = broker_host_paused["resumed_at"]
+    too_late = [
+        {"late": round(started - due, 1), "after_the_return": round(started - resumed, 1)}
+        for due, started in broker_host_paused["countdown_starts"]
+        if started - due > RECOVERY_BOUND and started - resumed > RESUME_BOUND
+    ]
+    assert too_late == []
 
 
 def test_the_silent_broker_hosts_members_are_back_once_it_answers(broker_host_paused):
@@ -564,18 +598,11 @@ def test_a_worker_that_reconnects_while_a_node_is_frozen_declares_nothing_on_the
 
 @pytest.fixture(scope="module")
 def rolling_restart(broker_host_paused):
-    """playbooks/restart_broker.yml, node by node gated on quorum, while tasks flow; then the
-    countdown tasks row 2 left held in delayed queues (if any) must have run."""
+    """playbooks/restart_broker.yml, node by node gated on quorum, while tasks flow."""
     produced = start_producer("rolling")
     partitioned_before = partitioned_nodes()
     result = playbook("playbooks/restart_broker.yml", "-e", f"@{SCENARIO / 'vars' / 'ha.yml'}")
     counts = finish_producer(produced)
-    held = broker_host_paused["held"]
-    after = report(
-        broker_host_paused["prefix"],
-        until=f"completed={broker_host_paused['confirmed']}",
-        timeout=120,
-    )
     counts.update(
         rc=result.returncode,
         output=result.stdout[-3000:],
@@ -583,26 +610,6 @@ def rolling_restart(broker_host_paused):
         restarted_first=restarted_in_the_first_pass(result.stdout),
         partitioned_after=partitioned_nodes(),
         recap=recap(result.stdout),
-        row_2_held=len(held),
-        row_2_held_still=sorted(set(held) - set(after["ids"])),
-        # messages, not messages_ready: an expired message the stopped dead-letter worker holds
-        # is counted in the first only.
-        delayed_messages=sum(
-            int(queue.get("messages") or 0)
-            for queue in json.loads(
-                rabbitmqctl(
-                    "dc-cluster-broker",
-                    "list_queues",
-                    "-p",
-                    NAME,
-                    "name",
-                    "messages",
-                    "--formatter",
-                    "json",
-                )
-            )
-            if queue["name"].startswith("celery_delayed_")
-        ),
     )
     say("rolling broker restart", {k: v for k, v in counts.items() if k not in ("output", "recap")})
     return counts
@@ -628,16 +635,6 @@ def test_the_rolling_restart_restarts_a_node_left_partitioned_first_and_heals_th
 def test_the_rolling_broker_restart_loses_no_confirmed_task(rolling_restart):
     assert_every_confirmed_task_ran(rolling_restart)
     assert rolling_restart["held"] == []
-
-
-def test_countdown_tasks_a_silent_node_held_are_still_in_rabbitmq(rolling_restart):
-    """rabbitmq/rabbitmq-server#7677 (RabbitMQ 3.10.8, fixed in later releases): a quorum queue
-    whose leader changes while a node is frozen or restarting can stop dead-lettering its
-    expired messages, so Celery's delayed-delivery queues hold some countdown tasks past their
-    due time. Not lost: each one not run yet must still be a message in those queues, where the
-    next leader change releases it (docs/RABBITMQ.md)."""
-    still = rolling_restart["row_2_held_still"]
-    assert rolling_restart["delayed_messages"] >= len(still)
 
 
 def beat_sends(host: str, since: float) -> list[float]:
