@@ -225,18 +225,23 @@ def playbook_failure(result: subprocess.CompletedProcess, tail: int = 3000) -> s
     test shows only that line, and CI only the summary): the failed task and its error, or
     ansible-playbook's own ERROR line; then the tail of the output."""
     first = f"rc={result.returncode}: no failed task in the output"
-    task = ""
-    for line in result.stdout.splitlines():
+    lines = result.stdout.splitlines()
+    task, failed = "", []
+    for index, line in enumerate(lines):
         if line.startswith("TASK ["):
             task = line.rstrip("* ")
-        elif line.startswith(("fatal: ", "failed: ")) or line.startswith("ERROR!"):
-            first = f"rc={result.returncode}: {task} {line}"[:600]
-            break
-    else:
-        errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
-        if errors:
-            first = f"rc={result.returncode}: {errors[0]}"[:600]
-    return first + "\n" + result.stdout[-tail:] + result.stderr[-2000:]
+        elif line.startswith(("fatal: ", "failed: ", "ERROR!")):
+            ignored = index + 1 < len(lines) and lines[index + 1].startswith("...ignoring")
+            if not ignored:
+                failed.append(f"{task} {line}")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    if failed:
+        # The last one: a rescued failure (verify.yml's ping) is followed by the rescue's own,
+        # which says more.
+        first = f"rc={result.returncode}: {failed[-1]}"[:600]
+    elif errors:
+        first = f"rc={result.returncode}: {errors[0]}"[:600]
+    return f"{first}\n{result.stdout[-tail:]}\n--- stderr\n{result.stderr[-2000:]}"
 
 
 def configuration_checksums(host, *paths: str) -> dict:

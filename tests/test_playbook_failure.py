@@ -37,5 +37,26 @@ def test_ansible_playbooks_own_error_comes_first_when_no_task_failed():
     assert failure.splitlines()[0] == "rc=1: ERROR! the role 'x' was not found"
 
 
+def test_an_ignored_failure_is_not_the_cause():
+    ignored = RUN.replace(
+        "TASK [django_celery : Restart the workers]",
+        "TASK [django_celery : Look at the old node] ******\n"
+        'fatal: [web]: UNREACHABLE! => {}\nfatal: [web]: FAILED! => {"msg": "gone"}\n'
+        "...ignoring\nTASK [django_celery : Restart the workers]",
+    )
+    first = conftest.playbook_failure(result(2, ignored)).splitlines()[0]
+    assert "Restart the workers" in first and "gone" not in first
+
+
+def test_a_rescued_failure_gives_way_to_the_rescues_own():
+    rescued = RUN.replace(
+        "PLAY RECAP",
+        "TASK [django_celery : Fail with the journal of the silent pools] ******\n"
+        'fatal: [web]: FAILED! => {"msg": "pool default did not answer ping"}\nPLAY RECAP',
+    )
+    first = conftest.playbook_failure(result(2, rescued)).splitlines()[0]
+    assert "did not answer ping" in first
+
+
 def test_the_output_follows_the_first_line():
     assert "PLAY RECAP" in conftest.playbook_failure(result(2, RUN))
