@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import playbook_failure
 from fleet import (
     APP_HOSTS,
     BEAT_HOST,
@@ -187,7 +188,7 @@ def shrunk(grown):
 def test_one_site_yml_run_brings_a_new_worker_host_into_the_running_fleet(grown):
     result = grown["result"]
     print(f"site.yml with a fifth host: {grown['took']:.0f} s")
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert result.returncode == 0, playbook_failure(result)
     assert recap(result.stdout)[NEW]["failed"] == 0
 
 
@@ -284,7 +285,7 @@ def test_the_services_already_running_were_not_restarted(grown):
 
 def test_taking_the_host_out_of_the_inventory_takes_it_out_of_the_firewall(grown, shrunk):
     result = shrunk["result"]
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert result.returncode == 0, playbook_failure(result)
     addresses = fleet_set(node(BROKER))
     assert shrunk["address"] not in addresses
     assert len(addresses) == len(APP_HOSTS) + 1, addresses

@@ -8,6 +8,7 @@ remove_project, run in tests/collection against the installed collection.)
 from __future__ import annotations
 
 import pytest
+from conftest import playbook_failure
 from fleet import (
     BEAT_HOST,
     WEB,
@@ -78,7 +79,7 @@ def restarted():
 
 
 def test_restart_workers_succeeds(restarted):
-    assert restarted["result"].returncode == 0, restarted["result"].stdout[-4000:]
+    assert restarted["result"].returncode == 0, playbook_failure(restarted["result"])
 
 
 def test_restart_workers_gives_every_pool_of_every_worker_host_a_new_process(restarted):
@@ -145,7 +146,7 @@ def drained(restarted):
 
 
 def test_drain_succeeds_and_reports_the_host_drained(drained):
-    assert drained["result"].returncode == 0, drained["result"].stdout[-4000:]
+    assert drained["result"].returncode == 0, playbook_failure(drained["result"])
     assert f"{DRAINED} drained:" in drained["result"].stdout
 
 
@@ -167,7 +168,7 @@ def test_while_one_host_is_drained_the_other_runs_the_new_tasks(drained):
 
 
 def test_a_rolling_restart_leaves_the_drained_host_drained(drained):
-    assert drained["restart"].returncode == 0, drained["restart"].stdout[-4000:]
+    assert drained["restart"].returncode == 0, playbook_failure(drained["restart"])
     assert drained["after_restart"] == dict.fromkeys(pool_units(), ("inactive", "disabled"))
 
 
@@ -178,7 +179,7 @@ def resumed(drained):
 
 
 def test_resume_brings_the_drained_pools_back_started_and_enabled(resumed):
-    assert resumed["result"].returncode == 0, resumed["result"].stdout[-4000:]
+    assert resumed["result"].returncode == 0, playbook_failure(resumed["result"])
     assert resumed["states"] == {
         name: dict.fromkeys(pool_units(), ("active", "enabled")) for name in WORKER_HOSTS
     }

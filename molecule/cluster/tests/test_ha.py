@@ -15,6 +15,7 @@ import shlex
 import time
 
 import pytest
+from conftest import configured
 from fleet import (
     HA_BROKERS,
     INVENTORY,
@@ -352,13 +353,14 @@ def test_every_node_pauses_a_minority_rather_than_split():
 
 def test_every_nodes_dead_letter_workers_send_an_unconfirmed_message_again_after_10_s():
     """Not RabbitMQ's 180 s: countdown tasks held that long behind a frozen node (row 2)."""
+    expected = configured("django_celery_rabbitmq_dead_letter_confirm_timeout_ms")
     for broker in BROKERS:
         out = rabbitmqctl(
             broker,
             "eval",
             "application:get_env(rabbit, dead_letter_worker_publisher_confirm_timeout).",
         )
-        assert out.strip() == "{ok,10000}", broker
+        assert out.strip() == f"{{ok,{expected}}}", broker
 
 
 def test_every_queue_of_the_project_is_a_quorum_queue_with_a_member_on_every_node():

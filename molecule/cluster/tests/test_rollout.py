@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import playbook_failure
 from fleet import (
     APP_HOSTS,
     BROKER,
@@ -219,7 +220,7 @@ def redeploy():
 
 def test_rolling_redeploy_succeeds(redeploy):
     deploy = redeploy["deploy"]
-    assert deploy.returncode == 0, deploy.stdout[-4000:]
+    assert deploy.returncode == 0, playbook_failure(deploy)
     assert {name: current_release(name) for name in APP_HOSTS} == dict.fromkeys(
         APP_HOSTS, f"r{redeploy['run']}"
     )

@@ -26,6 +26,7 @@ from conftest import (
     ansible_playbook,
     controller_secrets_dir,
     main_pid,
+    playbook_failure,
     run_ok,
     unit_of,
 )
@@ -50,10 +51,6 @@ def _cwds(host) -> dict:
 
 def _recaps(result) -> list[tuple[int, int]]:
     return [(int(c), int(f)) for c, f in re.findall(r"changed=(\d+).*failed=(\d+)", result.stdout)]
-
-
-def _output(result) -> str:
-    return result.stdout[-4000:] + result.stderr[-2000:]
 
 
 def _timed_run(*args: str):
@@ -89,7 +86,7 @@ def second_release(host):
 
 
 def test_a_new_release_is_deployed_and_its_services_run_it(host, second_release):
-    assert second_release.returncode == 0, _output(second_release)
+    assert second_release.returncode == 0, playbook_failure(second_release)
     assert host.file(CURRENT).linked_to == f"{RELEASES}/2"
     assert set(_cwds(host).values()) == {f"{RELEASES}/2/src"}
 
@@ -107,7 +104,7 @@ def test_only_the_kept_number_of_releases_remain(host, second_release):
 
 def test_releases_built_from_the_same_requirements_share_one_virtualenv(host, second_release):
     """Release "2" changes no requirement: its venv is a link to the first release's."""
-    assert second_release.returncode == 0, _output(second_release)
+    assert second_release.returncode == 0, playbook_failure(second_release)
     targets = {
         release: host.check_output(f"readlink -f {RELEASES}/{release}/venv")
         for release in (FIRST, "2")
@@ -171,10 +168,10 @@ def silent_pool(host, second_release):
 def test_a_pool_that_does_not_answer_ping_fails_the_play_with_its_journal(silent_pool):
     result = silent_pool["result"]
     output = result.stdout + result.stderr
-    assert result.returncode != 0, _output(result)
-    assert "did not answer ping" in output, _output(result)
+    assert result.returncode != 0, playbook_failure(result)
+    assert "did not answer ping" in output, playbook_failure(result)
     journal = re.findall(rf"{NAME}-worker-{SILENT['name']}\[\d+\]: .*No such option", output)
-    assert journal, _output(result)
+    assert journal, playbook_failure(result)
 
 
 def test_a_pool_whose_options_changed_restarts_alone(silent_pool):
@@ -185,7 +182,7 @@ def test_a_pool_whose_options_changed_restarts_alone(silent_pool):
 
 def test_check_mode_previews_a_new_release_without_deploying_it(host, silent_pool):
     check = silent_pool["check"]
-    assert check.returncode == 0, _output(check)
+    assert check.returncode == 0, playbook_failure(check)
     recaps = _recaps(check)
     assert recaps and all(changed > 0 and failed == 0 for changed, failed in recaps), recaps
     assert not host.file(f"{RELEASES}/preview").exists

@@ -27,6 +27,7 @@ from conftest import (
     ansible_playbook,
     front_door,
     main_pid,
+    playbook_failure,
     run_ok,
     site_certificate,
     unit_of,
@@ -138,7 +139,7 @@ def project(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def redeployed(host, project) -> dict:
     run = under_requests(host, "redeploy", "-e", release_vars(project, NEW, NOTE))
-    assert run["result"].returncode == 0, run["result"].stdout[-4000:]
+    assert run["result"].returncode == 0, playbook_failure(run["result"])
     return run
 
 
@@ -176,7 +177,9 @@ def included_file_grew(host, project, redeployed) -> dict:
 
 
 def test_a_package_added_to_an_included_requirements_file_is_installed(host, included_file_grew):
-    assert included_file_grew["result"].returncode == 0, included_file_grew["result"].stdout[-4000:]
+    assert included_file_grew["result"].returncode == 0, playbook_failure(
+        included_file_grew["result"]
+    )
     answer = front_door(host, site_name(host), "/release/?package=iniconfig")
     assert json.loads(answer["body"])["package"] == {"iniconfig": "2.1.0"}
 
@@ -189,7 +192,7 @@ def back_to_first(host, included_file_grew) -> dict:
 
 
 def test_no_request_fails_while_the_first_release_comes_back(back_to_first):
-    assert back_to_first["result"].returncode == 0, back_to_first["result"].stdout[-4000:]
+    assert back_to_first["result"].returncode == 0, playbook_failure(back_to_first["result"])
     counts = back_to_first["counts"]
     assert counts["requests"] > 20, counts
     assert (counts["http_errors"], counts["connection_errors"]) == (0, 0), counts
@@ -203,7 +206,7 @@ def test_after_going_back_only_the_first_release_answers(host, back_to_first):
 def test_setting_the_previous_release_again_rolls_back(host, back_to_first):
     """current and every service's working directory are the first release's again, and every
     service restarted onto it (a new virtualenv: gunicorn too)."""
-    assert back_to_first["result"].returncode == 0, back_to_first["result"].stdout[-4000:]
+    assert back_to_first["result"].returncode == 0, playbook_failure(back_to_first["result"])
     assert host.file(f"/srv/{NAME}/current").linked_to == f"{RELEASES}/{FIRST}"
     after = {unit: main_pid(host, unit) for unit in SERVICES}
     assert all(after[unit] != back_to_first["pids_before"][unit] for unit in SERVICES), after
